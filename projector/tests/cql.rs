@@ -1,0 +1,33 @@
+//! Through the real CQL server: the migration is idempotent and a row round-trips.
+
+use hookline_projector::{Store, schema};
+use hookline_testkit::TestEnv;
+
+#[tokio::test]
+async fn migrate_twice_then_write_and_read_a_row() {
+    let env = TestEnv::new();
+    let store = Store::connect(&env.config.cql).await.unwrap();
+    assert!(!store.release_version().await.unwrap().is_empty());
+    schema::migrate(&store, 1, 1).await.unwrap();
+    schema::migrate(&store, 1, 1).await.unwrap();
+
+    let ks = &store.keyspace;
+    let insert = format!(
+        "INSERT INTO {ks}.deliveries_by_id (delivery_id, tenant_id, endpoint_id, status, attempts) VALUES (?, ?, ?, ?, ?)"
+    );
+    store.session.query_unpaged(insert, ("d-1", "acme", "ep-1", "delivered", 2i32)).await.unwrap();
+    let rows = store
+        .session
+        .query_unpaged(
+            format!("SELECT tenant_id, status, attempts FROM {ks}.deliveries_by_id WHERE delivery_id = ?"),
+            ("d-1",),
+        )
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    let (tenant, status, attempts): (String, String, i32) = rows.single_row().unwrap();
+    assert_eq!((tenant.as_str(), status.as_str(), attempts), ("acme", "delivered", 2));
+
+    store.execute_ddl(&format!("DROP KEYSPACE {ks}")).await.unwrap();
+}

@@ -1,0 +1,231 @@
+use std::collections::HashMap;
+
+use apache_avro::{Schema, rabin::Rabin};
+use serde::Serialize;
+
+use crate::error::CodecError;
+use crate::events::{AnyEvent, Event, decode_named};
+
+macro_rules! schema_file {
+    ($file:literal) => {
+        ($file, include_str!(concat!("../avro/", $file)))
+    };
+}
+
+/// Every schema version ever released, embedded at build time. Add new versions here; never
+/// remove or edit a released file.
+pub const SCHEMA_FILES: &[(&str, &str)] = &[
+    schema_file!("TriggerRequested.v1.avsc"),
+    schema_file!("DeliveryRequested.v1.avsc"),
+    schema_file!("AttemptSucceeded.v1.avsc"),
+    schema_file!("AttemptFailed.v1.avsc"),
+    schema_file!("DeliveryDeferred.v1.avsc"),
+    schema_file!("MovedToDLQ.v1.avsc"),
+    schema_file!("DLQReplayed.v1.avsc"),
+    schema_file!("DLQDiscarded.v1.avsc"),
+    schema_file!("CircuitOpened.v1.avsc"),
+    schema_file!("CircuitClosed.v1.avsc"),
+    schema_file!("EndpointUpserted.v1.avsc"),
+    schema_file!("EndpointDeleted.v1.avsc"),
+    schema_file!("EndpointDisabled.v1.avsc"),
+    schema_file!("RecordQuarantined.v1.avsc"),
+];
+
+/// The 8-byte CRC-64-AVRO (Rabin) fingerprint of a schema's parsing canonical form.
+pub type Fingerprint = u64;
+
+/// Largest single allocation the decoder makes for one bytes/string/array field.
+const MAX_ALLOCATION: usize = 64 * 1024 * 1024;
+const MARKER: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+struct Writer {
+    name: String,
+    schema: Schema,
+}
+
+struct Current {
+    schema: Schema,
+    header: [u8; HEADER_LEN],
+}
+
+/// Encodes events with their newest schema and decodes records written with any known version.
+///
+/// Cheap to share (`Arc<Codec>`); built once at start.
+pub struct Codec {
+    writers: HashMap<Fingerprint, Writer>,
+    current: HashMap<String, Current>,
+}
+
+impl Codec {
+    /// The codec over the embedded schema files.
+    pub fn new() -> Result<Self, CodecError> {
+        Self::from_files(SCHEMA_FILES.iter().map(|(f, s)| (f.to_string(), s.to_string())))
+    }
+
+    /// A codec over the given `(file name, schema json)` pairs. The file name must be
+    /// `<Record>.v<N>.avsc`; the highest N of each record is the one written.
+    pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> Result<Self, CodecError> {
+        // A corrupt length prefix must give an error, not a multi-gigabyte allocation.
+        let _ = apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
+        let mut writers = HashMap::new();
+        let mut newest: HashMap<String, (u32, Schema, Fingerprint)> = HashMap::new();
+        for (file, json) in files {
+            let bad = |source| CodecError::SchemaFile { file: file.clone(), source: Box::new(source) };
+            let schema = Schema::parse_str(&json).map_err(bad)?;
+            let name = match &schema {
+                Schema::Record(r) => r.name.name().to_string(),
+                _ => return Err(CodecError::NotARecord { file }),
+            };
+            let version = file
+                .rsplit_once(".v")
+                .and_then(|(_, rest)| rest.strip_suffix(".avsc"))
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0);
+            let fp = fingerprint(&schema);
+            match newest.get(&name) {
+                Some((v, _, _)) if *v >= version => {}
+                _ => {
+                    newest.insert(name.clone(), (version, schema.clone(), fp));
+                }
+            }
+            writers.insert(fp, Writer { name, schema });
+        }
+        let current = newest
+            .into_iter()
+            .map(|(name, (_, schema, fp))| {
+                let mut header = [0u8; HEADER_LEN];
+                header[..2].copy_from_slice(&MARKER);
+                header[2..].copy_from_slice(&fp.to_le_bytes());
+                (name, Current { schema, header })
+            })
+            .collect();
+        Ok(Self { writers, current })
+    }
+
+    /// Adds writer schemas (e.g. newer versions published after this binary was built) without
+    /// changing what this codec writes or the types it reads into: records written with them are
+    /// resolved into the reader types this binary knows.
+    pub fn with_writer_schemas(
+        mut self,
+        files: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, CodecError> {
+        for (file, json) in files {
+            let schema = Schema::parse_str(&json)
+                .map_err(|source| CodecError::SchemaFile { file: file.clone(), source: Box::new(source) })?;
+            let Schema::Record(r) = &schema else {
+                return Err(CodecError::NotARecord { file });
+            };
+            let name = r.name.name().to_string();
+            self.writers.insert(fingerprint(&schema), Writer { name, schema });
+        }
+        Ok(self)
+    }
+
+    /// Record names this codec can write.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.current.keys().map(String::as_str)
+    }
+
+    /// Encodes `event` with the newest schema of its record type.
+    pub fn encode<E: Event>(&self, event: &E) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(256);
+        self.encode_into(event, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the encoding of `event` to `out`.
+    pub fn encode_into<E: Event>(&self, event: &E, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        self.encode_named(E::NAME, event, out)
+    }
+
+    fn encode_named<T: Serialize>(&self, name: &'static str, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let current = self.current.get(name).ok_or(CodecError::NoSchema { record_type: name })?;
+        out.extend_from_slice(&current.header);
+        // Our schema files define every named type inline, so the serializer needs no name table.
+        let names = HashMap::new();
+        apache_avro::write_avro_datum_ref(&current.schema, &names, value, out)
+            .map_err(|e| CodecError::Encode { record_type: name, source: Box::new(e) })?;
+        Ok(())
+    }
+
+    /// The record type named by a record's header, without decoding the body.
+    pub fn peek_name<'a>(&'a self, bytes: &[u8]) -> Result<&'a str, CodecError> {
+        Ok(&self.writer(bytes)?.name)
+    }
+
+    /// Decodes any known record into the newest reader type.
+    pub fn decode(&self, bytes: &[u8]) -> Result<AnyEvent, CodecError> {
+        let writer = self.writer(bytes)?;
+        let reader = self.current.get(&writer.name).map(|c| &c.schema);
+        let decode_err = |source| CodecError::Decode { record_type: writer.name.clone(), source: Box::new(source) };
+        let mut body = ExactReader { rest: &bytes[HEADER_LEN..], ran_out: false };
+        // The value path is needed for schema resolution (old reader, newer writer).
+        #[allow(deprecated)]
+        let value = apache_avro::from_avro_datum(&writer.schema, &mut body, reader).map_err(decode_err)?;
+        if body.ran_out {
+            return Err(CodecError::Truncated { record_type: writer.name.clone() });
+        }
+        if !body.rest.is_empty() {
+            return Err(CodecError::TrailingBytes { record_type: writer.name.clone(), count: body.rest.len() });
+        }
+        match decode_named(&writer.name, value) {
+            Some(r) => r.map_err(decode_err),
+            None => Err(CodecError::WrongType { expected: "known event", found: writer.name.clone() }),
+        }
+    }
+
+    /// Decodes a record that must be of type `E`.
+    pub fn decode_as<E: Event + TryFrom<AnyEvent, Error = AnyEvent>>(&self, bytes: &[u8]) -> Result<E, CodecError> {
+        let name = self.peek_name(bytes)?;
+        if name != E::NAME {
+            return Err(CodecError::WrongType { expected: E::NAME, found: name.to_string() });
+        }
+        E::try_from(self.decode(bytes)?)
+            .map_err(|other| CodecError::WrongType { expected: E::NAME, found: other.name().to_string() })
+    }
+
+    /// The fingerprint of the newest schema for `name`.
+    pub fn fingerprint_of(&self, name: &str) -> Option<Fingerprint> {
+        self.current.get(name).map(|c| u64::from_le_bytes(c.header[2..].try_into().unwrap_or_default()))
+    }
+
+    fn writer(&self, bytes: &[u8]) -> Result<&Writer, CodecError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(CodecError::TooShort { len: bytes.len() });
+        }
+        if bytes[..2] != MARKER {
+            return Err(CodecError::BadMarker { found: [bytes[0], bytes[1]] });
+        }
+        let mut fp = [0u8; 8];
+        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+        let fingerprint = u64::from_le_bytes(fp);
+        self.writers.get(&fingerprint).ok_or(CodecError::UnknownSchema { fingerprint })
+    }
+}
+
+/// A reader over a record body that notes any attempt to read past its end.
+///
+/// apache-avro turns an unexpected end of input into a null in some places (strings, booleans,
+/// union indexes), which would make a truncated record decode as a different, valid one. A
+/// well-formed datum never reads past its end, so any such attempt means truncation.
+struct ExactReader<'a> {
+    rest: &'a [u8],
+    ran_out: bool,
+}
+
+impl std::io::Read for ExactReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.ran_out = true;
+        }
+        self.rest.read(buf)
+    }
+}
+
+fn fingerprint(schema: &Schema) -> Fingerprint {
+    let fp = schema.fingerprint::<Rabin>();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&fp.bytes[..8]);
+    u64::from_le_bytes(bytes)
+}

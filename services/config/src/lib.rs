@@ -1,0 +1,412 @@
+//! Hookline's configuration: one options struct per role, loaded in layers — the embedded
+//! `defaults.toml`, then an optional TOML file, then `HOOKLINE_*` environment variables (`__`
+//! separates levels: `HOOKLINE_KAFKA__BROKERS`) — and validated before anything starts. Every
+//! error names the offending key and value.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The embedded defaults, as shipped.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+/// Environment variable prefix.
+pub const ENV_PREFIX: &str = "HOOKLINE_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has the wrong type, is unknown, or is missing.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A key parsed but its value is out of range.
+    #[error("configuration: invalid value {value} for key `{key}`: {reason}")]
+    Invalid { key: &'static str, value: String, reason: &'static str },
+    #[error("configuration file {path} cannot be read: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub log: LogOptions,
+    pub kafka: KafkaOptions,
+    pub cql: CqlOptions,
+    pub redis: RedisOptions,
+    pub api: ApiOptions,
+    pub dispatcher: DispatcherOptions,
+    pub scheduler: SchedulerOptions,
+    pub projector: ProjectorOptions,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogOptions {
+    /// Filter in `tracing` env-filter syntax, e.g. `info,hookline_dispatcher=debug`. Default `info`.
+    pub level: String,
+    /// `text` (human) or `json` (one object per line). Default `text`.
+    pub format: String,
+}
+
+/// Kafka: the source of truth.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaOptions {
+    /// Bootstrap servers, comma separated `host:port`. Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Prefix of every topic name (lets several installations share a cluster). Default `hookline.`.
+    pub topic_prefix: String,
+    /// Partitions of the triggers, deliveries and events topics at creation. Default 12.
+    pub partitions: i32,
+    /// Replication factor of created topics. Default 1 (local); use 3 in production.
+    pub replication_factor: i32,
+    /// Producer linger in ms: how long records wait to be batched. Default 2.
+    pub linger_ms: u32,
+    /// Consumer group session timeout in ms. Default 10000.
+    pub session_timeout_ms: u32,
+}
+
+/// The CQL store (ScyllaDB; Cassandra in tests).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CqlOptions {
+    /// Contact points, `host:port`. Default `["127.0.0.1:9042"]`.
+    pub nodes: Vec<String>,
+    /// Keyspace. Default `hookline`.
+    pub keyspace: String,
+    /// Replication factor of the keyspace at creation (SimpleStrategy). Default 1.
+    pub replication_factor: i32,
+}
+
+/// Redis: rate limits, circuit state, idempotency keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisOptions {
+    /// Connection URL. Default `redis://127.0.0.1:6379`.
+    pub url: String,
+    /// Prefix of every key. Default `hookline:`.
+    pub key_prefix: String,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiOptions {
+    /// Listen address. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Largest accepted trigger payload in bytes (413 above). Default 1048576 (1 MiB).
+    pub max_payload_bytes: usize,
+    /// Most events in one batch trigger. Default 500.
+    pub max_batch_size: usize,
+}
+
+/// Dispatchers: outbound HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherOptions {
+    /// Requests in flight to one endpoint from one partition worker. Default 16.
+    pub max_in_flight_per_endpoint: usize,
+    /// Records held (in flight or waiting) per partition before the partition is paused. Default 2000.
+    pub max_in_flight_per_partition: usize,
+    /// TCP+TLS connect timeout in ms. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// Total request timeout in ms when the endpoint sets none. Default 15000.
+    pub default_timeout_ms: u64,
+    /// Upper bound of any endpoint's timeout in ms. Default 60000.
+    pub max_timeout_ms: u64,
+    /// Most response-body bytes read. Default 65536.
+    pub max_response_bytes: usize,
+    /// Bytes of the response body kept as an excerpt in events. Default 1024.
+    pub response_excerpt_bytes: usize,
+    /// Networks exempt from the SSRF guard (CIDR, e.g. `127.0.0.0/8`). Default none.
+    pub ssrf_allow: Vec<String>,
+    /// Delays before each attempt in ms (first is the first attempt). Default
+    /// 0, 5s, 5m, 30m, 2h, 5h, 10h, 10h.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Relative jitter applied to each retry delay (0.2 = ±20%). Default 0.2.
+    pub retry_jitter: f64,
+}
+
+/// The retry scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerOptions {
+    /// Delays of the retry tier topics in ms, ascending. Default 1s, 5s, 30s, 5m, 30m, 2h.
+    pub tiers_ms: Vec<u64>,
+}
+
+/// The projector (read side).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectorOptions {
+    /// Days rows are kept (CQL TTL). Default 30.
+    pub retention_days: u32,
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        // Every key lives in a section, so config variables always contain `__`; others with the
+        // prefix (HOOKLINE_CONFIG, HOOKLINE_TEST_STACK, ...) are not configuration keys.
+        Self::load_from(file, Env::prefixed(ENV_PREFIX).filter(|k| k.as_str().contains("__")).split("__"))
+    }
+
+    /// Defaults only (tests).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::figment(None, None)
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        Self::figment(file, Some(env))
+    }
+
+    fn figment(file: Option<&Path>, env: Option<Env>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS_TOML));
+        if let Some(path) = file {
+            // Figment ignores a missing file; a named file that cannot be read is an error here.
+            std::fs::metadata(path).map_err(|source| ConfigError::File { path: path.display().to_string(), source })?;
+            fig = fig.merge(Toml::file(path));
+        }
+        if let Some(env) = env {
+            fig = fig.merge(env);
+        }
+        let config: Config = fig.extract().map_err(|e| ConfigError::Load(describe(&e, &fig)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and relations that types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, value: impl std::fmt::Debug, reason: &'static str) -> ConfigError {
+            ConfigError::Invalid { key, value: format!("{value:?}"), reason }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(bad("log.format", &self.log.format, "must be `text` or `json`"));
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(bad("kafka.brokers", &self.kafka.brokers, "must name at least one host:port"));
+        }
+        for b in self.kafka.brokers.split(',') {
+            if b.trim().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(bad("kafka.brokers", &self.kafka.brokers, "each entry must be host:port"));
+            }
+        }
+        if !valid_topic_prefix(&self.kafka.topic_prefix) {
+            return Err(bad(
+                "kafka.topic_prefix",
+                &self.kafka.topic_prefix,
+                "use only [a-zA-Z0-9._-], at most 200 chars",
+            ));
+        }
+        if !(1..=10_000).contains(&self.kafka.partitions) {
+            return Err(bad("kafka.partitions", self.kafka.partitions, "must be between 1 and 10000"));
+        }
+        if !(1..=16).contains(&self.kafka.replication_factor) {
+            return Err(bad("kafka.replication_factor", self.kafka.replication_factor, "must be between 1 and 16"));
+        }
+        if self.kafka.linger_ms > 1000 {
+            return Err(bad("kafka.linger_ms", self.kafka.linger_ms, "must be at most 1000"));
+        }
+        if !(1000..=300_000).contains(&self.kafka.session_timeout_ms) {
+            return Err(bad(
+                "kafka.session_timeout_ms",
+                self.kafka.session_timeout_ms,
+                "must be between 1000 and 300000",
+            ));
+        }
+        if self.cql.nodes.is_empty() {
+            return Err(bad("cql.nodes", &self.cql.nodes, "must name at least one host:port"));
+        }
+        if !valid_identifier(&self.cql.keyspace) {
+            return Err(bad(
+                "cql.keyspace",
+                &self.cql.keyspace,
+                "must be a CQL identifier: [a-z0-9_], starting with a letter, at most 48 chars",
+            ));
+        }
+        if !(1..=16).contains(&self.cql.replication_factor) {
+            return Err(bad("cql.replication_factor", self.cql.replication_factor, "must be between 1 and 16"));
+        }
+        if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
+            return Err(bad("redis.url", &self.redis.url, "must start with redis:// or rediss://"));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.api.max_payload_bytes) {
+            return Err(bad("api.max_payload_bytes", self.api.max_payload_bytes, "must be between 1 KiB and 64 MiB"));
+        }
+        if !(1..=10_000).contains(&self.api.max_batch_size) {
+            return Err(bad("api.max_batch_size", self.api.max_batch_size, "must be between 1 and 10000"));
+        }
+        let d = &self.dispatcher;
+        if !(1..=1000).contains(&d.max_in_flight_per_endpoint) {
+            return Err(bad(
+                "dispatcher.max_in_flight_per_endpoint",
+                d.max_in_flight_per_endpoint,
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&d.max_in_flight_per_partition) {
+            return Err(bad(
+                "dispatcher.max_in_flight_per_partition",
+                d.max_in_flight_per_partition,
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(100..=60_000).contains(&d.connect_timeout_ms) {
+            return Err(bad("dispatcher.connect_timeout_ms", d.connect_timeout_ms, "must be between 100 and 60000"));
+        }
+        if !(100..=600_000).contains(&d.max_timeout_ms) {
+            return Err(bad("dispatcher.max_timeout_ms", d.max_timeout_ms, "must be between 100 and 600000"));
+        }
+        if d.default_timeout_ms < 100 || d.default_timeout_ms > d.max_timeout_ms {
+            return Err(bad(
+                "dispatcher.default_timeout_ms",
+                d.default_timeout_ms,
+                "must be between 100 and dispatcher.max_timeout_ms",
+            ));
+        }
+        if !(1..=16 * 1024 * 1024).contains(&d.max_response_bytes) {
+            return Err(bad("dispatcher.max_response_bytes", d.max_response_bytes, "must be between 1 and 16 MiB"));
+        }
+        if d.response_excerpt_bytes > d.max_response_bytes {
+            return Err(bad(
+                "dispatcher.response_excerpt_bytes",
+                d.response_excerpt_bytes,
+                "must not exceed dispatcher.max_response_bytes",
+            ));
+        }
+        if d.retry_schedule_ms.is_empty() || d.retry_schedule_ms.len() > 50 {
+            return Err(bad("dispatcher.retry_schedule_ms", &d.retry_schedule_ms, "must have 1 to 50 entries"));
+        }
+        if d.retry_schedule_ms.iter().any(|&ms| ms > 7 * 24 * 3600 * 1000) {
+            return Err(bad("dispatcher.retry_schedule_ms", &d.retry_schedule_ms, "each delay must be at most 7 days"));
+        }
+        if !(0.0..=0.5).contains(&d.retry_jitter) {
+            return Err(bad("dispatcher.retry_jitter", d.retry_jitter, "must be between 0.0 and 0.5"));
+        }
+        let tiers = &self.scheduler.tiers_ms;
+        if tiers.is_empty() || tiers.len() > 20 || tiers.windows(2).any(|w| w[0] >= w[1]) || tiers[0] < 100 {
+            return Err(bad(
+                "scheduler.tiers_ms",
+                tiers,
+                "must be 1 to 20 strictly ascending delays, the first at least 100",
+            ));
+        }
+        if !(1..=3650).contains(&self.projector.retention_days) {
+            return Err(bad("projector.retention_days", self.projector.retention_days, "must be between 1 and 3650"));
+        }
+        Ok(())
+    }
+}
+
+/// `<what is wrong> for key `a.b` = <value> (from <source>)`, keys in lower case.
+fn describe(err: &figment::Error, fig: &Figment) -> String {
+    err.clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.iter().map(|p| p.to_lowercase()).collect::<Vec<_>>().join(".");
+            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_else(|| "defaults".into());
+            if key.is_empty() {
+                return format!("{} (from {source})", e.kind);
+            }
+            match fig.find_value(&key) {
+                Ok(v) => format!("{} for key `{key}` = {} (from {source})", e.kind, render(&v)),
+                Err(_) => format!("{} for key `{key}` (from {source})", e.kind),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn render(v: &figment::value::Value) -> String {
+    use figment::value::Value;
+    match v {
+        Value::String(_, s) => format!("{s:?}"),
+        other => serde_json_like(other),
+    }
+}
+
+fn serde_json_like(v: &figment::value::Value) -> String {
+    // Scalars print as themselves; compound values as TOML.
+    toml::to_string(v).map(|s| s.trim().to_string()).unwrap_or_else(|_| "<value>".into())
+}
+
+fn valid_topic_prefix(p: &str) -> bool {
+    p.len() <= 200 && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn valid_identifier(s: &str) -> bool {
+    s.len() <= 48
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    fn with_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut out = None;
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            out = Some(Config::load(None));
+            Ok(())
+        });
+        out.expect("jail ran")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.kafka.partitions, 12);
+        assert_eq!(c.dispatcher.retry_schedule_ms.len(), 8);
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let c = with_env(&[
+            ("HOOKLINE_CONFIG", "x.toml"),
+            ("HOOKLINE_KAFKA__BROKERS", "10.0.0.1:19092"),
+            ("HOOKLINE_KAFKA__PARTITIONS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "10.0.0.1:19092");
+        assert_eq!(c.kafka.partitions, 3);
+    }
+
+    #[test]
+    fn type_errors_name_key_and_value() {
+        let err = with_env(&[("HOOKLINE_KAFKA__PARTITIONS", "many")]).unwrap_err().to_string();
+        assert!(err.contains("`kafka.partitions`") && err.contains("many"), "{err}");
+    }
+
+    #[test]
+    fn range_errors_name_key_and_value() {
+        let err = with_env(&[("HOOKLINE_KAFKA__PARTITIONS", "0")]).unwrap_err().to_string();
+        assert!(err.contains("kafka.partitions") && err.contains('0'), "{err}");
+        let err = with_env(&[("HOOKLINE_LOG__FORMAT", "xml")]).unwrap_err().to_string();
+        assert!(err.contains("log.format") && err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn file_layer_and_unknown_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("h.toml", "[api]\nlisten = \"0.0.0.0:9000\"\n")?;
+            let c = Config::load(Some(Path::new("h.toml"))).unwrap();
+            assert_eq!(c.api.listen.port(), 9000);
+            jail.create_file("bad.toml", "[api]\nlisten_port = 9000\n")?;
+            let err = Config::load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
+            assert!(err.contains("listen_port"), "{err}");
+            Ok(())
+        });
+    }
+}

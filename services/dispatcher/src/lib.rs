@@ -1,0 +1,18 @@
+//! The `dispatcher` role. Built out by the delivery pipeline; for now it starts, reports, and stops
+//! cleanly on shutdown.
+
+use std::sync::Arc;
+
+use hookline_config::Config;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {}
+
+/// Runs the role until `shutdown` fires.
+pub async fn run(_config: Arc<Config>, shutdown: CancellationToken) -> Result<(), DispatcherError> {
+    tracing::info!(role = "dispatcher", "started");
+    shutdown.cancelled().await;
+    tracing::info!(role = "dispatcher", "stopped");
+    Ok(())
+}

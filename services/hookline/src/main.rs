@@ -1,0 +1,124 @@
+//! `hookline`: one binary, every role, and the admin commands.
+
+mod roles;
+mod shutdown;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use hookline_config::Config;
+
+#[derive(Parser)]
+#[command(name = "hookline", version, about = "Webhook delivery, event-sourced on Kafka")]
+struct Cli {
+    /// TOML config file layered over the defaults (HOOKLINE_* variables override both).
+    #[arg(long, short, global = true, env = "HOOKLINE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Api,
+    /// Fan triggers out to subscribed endpoints.
+    Router,
+    /// Deliver webhooks.
+    Dispatcher,
+    /// Re-dispatch due retries.
+    Scheduler,
+    /// Project the topics into the CQL read models.
+    Projector,
+    /// Every role in one process.
+    All,
+    /// Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// The CQL keyspace and tables.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create every topic that is missing (idempotent).
+    Create,
+}
+
+#[derive(Subcommand)]
+enum SchemaAction {
+    /// Create the keyspace and tables that are missing (idempotent).
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Load, validate and print the effective configuration.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("hookline: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = roles::init_logging(&config.log) {
+        eprintln!("hookline: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookline: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Api => roles::run_roles(config, &[roles::Role::Api]).await,
+            Command::Router => roles::run_roles(config, &[roles::Role::Router]).await,
+            Command::Dispatcher => roles::run_roles(config, &[roles::Role::Dispatcher]).await,
+            Command::Scheduler => roles::run_roles(config, &[roles::Role::Scheduler]).await,
+            Command::Projector => roles::run_roles(config, &[roles::Role::Projector]).await,
+            Command::All => roles::run_roles(config, roles::Role::ALL).await,
+            Command::Topics { action: TopicsAction::Create } => roles::create_topics(&config).await,
+            Command::Schema { action: SchemaAction::Migrate } => roles::migrate(&config).await,
+            Command::Config { action: ConfigAction::Check } => {
+                println!("{}", toml_pretty(&config));
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "exiting");
+            eprintln!("hookline: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn toml_pretty(config: &Config) -> String {
+    // serde's output of the validated struct; every key is shown, secrets are not part of it.
+    match toml::to_string_pretty(config) {
+        Ok(s) => s,
+        Err(e) => format!("# cannot render config: {e}"),
+    }
+}

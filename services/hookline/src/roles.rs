@@ -1,0 +1,98 @@
+//! Wiring: builds each role from the config and runs the chosen ones under one shutdown token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hookline_config::{Config, LogOptions};
+use tokio::task::JoinSet;
+use tracing_subscriber::EnvFilter;
+
+use crate::shutdown;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Router,
+    Dispatcher,
+    Scheduler,
+    Projector,
+}
+
+impl Role {
+    pub const ALL: &'static [Role] = &[Role::Api, Role::Router, Role::Dispatcher, Role::Scheduler, Role::Projector];
+}
+
+pub fn init_logging(log: &LogOptions) -> anyhow::Result<()> {
+    let filter =
+        EnvFilter::try_new(&log.level).with_context(|| format!("invalid value {:?} for key `log.level`", log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = if log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+    result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
+/// Runs `roles` until a signal, or until one of them fails (then the others are stopped).
+pub async fn run_roles(config: Arc<Config>, roles: &[Role]) -> anyhow::Result<()> {
+    let token = shutdown::on_signals();
+    let mut set: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    for &role in roles {
+        let config = config.clone();
+        let token = token.clone();
+        set.spawn(async move {
+            let r = match role {
+                Role::Api => {
+                    let kafka = config.kafka.clone();
+                    let readiness = hookline_api::Readiness::default().with("kafka", move || {
+                        let kafka = kafka.clone();
+                        async move {
+                            tokio::task::spawn_blocking(move || {
+                                hookline_kafka::admin::ping(&kafka, Duration::from_secs(2))
+                            })
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                        }
+                    });
+                    let state = hookline_api::AppState { config, readiness };
+                    hookline_api::run(state, token).await.map_err(anyhow::Error::from)
+                }
+                Role::Router => hookline_router::run(config, token).await.map_err(anyhow::Error::from),
+                Role::Dispatcher => hookline_dispatcher::run(config, token).await.map_err(anyhow::Error::from),
+                Role::Scheduler => hookline_scheduler::run(config, token).await.map_err(anyhow::Error::from),
+                Role::Projector => hookline_projector::role::run(config, token).await.map_err(anyhow::Error::from),
+            };
+            r.with_context(|| format!("role {role:?}"))
+        });
+    }
+    let mut first_error = None;
+    while let Some(joined) = set.join_next().await {
+        let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = outcome {
+            tracing::error!(error = format!("{e:#}"), "role failed; stopping the others");
+            token.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+pub async fn create_topics(config: &Config) -> anyhow::Result<()> {
+    let specs = hookline_kafka::admin::topic_specs(&config.kafka, &config.scheduler);
+    let outcomes = hookline_kafka::admin::create_topics(&config.kafka, &specs).await?;
+    for o in outcomes {
+        match o {
+            hookline_kafka::admin::TopicOutcome::Created(t) => println!("created {t}"),
+            hookline_kafka::admin::TopicOutcome::Existed(t) => println!("exists  {t}"),
+        }
+    }
+    Ok(())
+}
+
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = hookline_projector::Store::connect(&config.cql).await?;
+    let n = hookline_projector::schema::migrate(&store, config.cql.replication_factor, config.projector.retention_days)
+        .await?;
+    println!("keyspace {} migrated ({n} statements, all idempotent)", config.cql.keyspace);
+    Ok(())
+}

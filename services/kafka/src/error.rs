@@ -1,0 +1,32 @@
+use rdkafka::error::KafkaError as RdError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka client for {brokers}: {source}")]
+    Client {
+        brokers: String,
+        #[source]
+        source: RdError,
+    },
+    #[error("creating topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error("producing to {topic}: {source}")]
+    Produce {
+        topic: String,
+        #[source]
+        source: RdError,
+    },
+    #[error("fetching metadata from {brokers}: {source}")]
+    Metadata {
+        brokers: String,
+        #[source]
+        source: RdError,
+    },
+    #[error("kafka transaction: {source}")]
+    Transaction {
+        #[source]
+        source: RdError,
+    },
+    #[error("encoding record: {0}")]
+    Codec(#[from] hookline_schemas::CodecError),
+}

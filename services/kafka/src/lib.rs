@@ -1,0 +1,16 @@
+//! Kafka adapter: the only crate that talks to the broker.
+//!
+//! - [`Topics`]: every topic name, derived from the configured prefix.
+//! - [`admin`]: idempotent topic creation (`hookline topics create`) and metadata checks.
+//! - [`producer`]: the idempotent (acks=all) producer used by the API and the roles.
+//! - [`consumer`]: consumer settings shared by every role (manual offset store, no auto-commit).
+
+pub mod admin;
+pub mod consumer;
+mod error;
+pub mod producer;
+mod topics;
+
+pub use error::KafkaError;
+pub use rdkafka;
+pub use topics::Topics;

@@ -1,0 +1,55 @@
+//! The idempotent producer: acks=all, one copy per record even across broker retries.
+
+use std::time::Duration;
+
+use hookline_config::KafkaOptions;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use crate::KafkaError;
+
+/// How long a send may wait in the local queue and for the broker's ack.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings shared by every Hookline producer.
+pub fn base_config(kafka: &KafkaOptions, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", kafka.linger_ms.to_string())
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string());
+    c
+}
+
+/// A shared, cheap-to-clone idempotent producer.
+#[derive(Clone)]
+pub struct EventProducer {
+    inner: FutureProducer,
+}
+
+impl EventProducer {
+    pub fn new(kafka: &KafkaOptions, client_id: &str) -> Result<Self, KafkaError> {
+        let inner = base_config(kafka, client_id)
+            .create()
+            .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
+        Ok(Self { inner })
+    }
+
+    /// Appends one record and waits for the broker's acknowledgement. Returns (partition, offset).
+    pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(i32, i64), KafkaError> {
+        let record = FutureRecord::to(topic).key(key).payload(value);
+        self.inner
+            .send(record, Timeout::After(DELIVERY_TIMEOUT))
+            .await
+            .map(|d| (d.partition, d.offset))
+            .map_err(|(source, _)| KafkaError::Produce { topic: topic.to_string(), source })
+    }
+
+    pub fn inner(&self) -> &FutureProducer {
+        &self.inner
+    }
+}

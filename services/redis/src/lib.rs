@@ -1,0 +1,72 @@
+//! Redis adapter: the only crate that talks to Redis (rate limits, circuit state, idempotency
+//! keys). Every key is prefixed with the configured `key_prefix`.
+
+use hookline_config::RedisOptions;
+use redis::aio::ConnectionManager;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("redis at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("redis command {command}: {source}")]
+    Command {
+        command: &'static str,
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
+/// A reconnecting, multiplexed connection plus the key prefix.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisStore {
+    pub async fn connect(opts: &RedisOptions) -> Result<Self, RedisError> {
+        let err = |source| RedisError::Connect { url: redact(&opts.url), source };
+        let client = redis::Client::open(opts.url.as_str()).map_err(err)?;
+        let conn = ConnectionManager::new(client).await.map_err(err)?;
+        Ok(Self { conn, prefix: opts.key_prefix.clone() })
+    }
+
+    /// `<prefix><key>`.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(|source| RedisError::Command { command: "PING", source })
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("redis://:secret@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+    }
+}
