@@ -1,15 +1,27 @@
 //! The HTTP API role (axum).
 //!
 //! - [`app`] builds the router so tests can drive it without a socket.
+//! - [`auth`]: bearer tokens (stored as SHA-256 digests), admin and per-tenant.
+//! - [`problem`]: `application/problem+json` errors.
+//! - [`endpoints`]: endpoint configuration CRUD, written to the endpoints topic.
+//! - [`triggers`]: single and batch triggers, written to the triggers topic.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
+pub mod auth;
+pub mod endpoints;
 pub mod health;
+pub mod problem;
+pub mod triggers;
 
 use std::sync::Arc;
 
 use axum::Router;
 use hookline_config::Config;
+use hookline_kafka::catalog::Catalog;
+use hookline_kafka::producer::EventProducer;
+use hookline_kafka::{KafkaError, Topics};
+use hookline_schemas::Codec;
 use tokio_util::sync::CancellationToken;
 
 pub use health::Readiness;
@@ -24,6 +36,8 @@ pub enum ApiError {
     },
     #[error("serving HTTP: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
 }
 
 /// What every handler can reach.
@@ -31,11 +45,41 @@ pub enum ApiError {
 pub struct AppState {
     pub config: Arc<Config>,
     pub readiness: Readiness,
+    pub tokens: auth::Tokens,
+    pub catalog: Catalog,
+    pub producer: EventProducer,
+    pub codec: Arc<Codec>,
+    pub topics: Topics,
+}
+
+impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        catalog: Catalog,
+        codec: Arc<Codec>,
+        readiness: Readiness,
+    ) -> Result<Self, ApiError> {
+        let producer = EventProducer::new(&config.kafka, "hookline-api")?;
+        Ok(Self {
+            tokens: auth::Tokens::from_config(&config.api.tokens),
+            topics: Topics::from_options(&config.kafka),
+            config,
+            readiness,
+            catalog,
+            producer,
+            codec,
+        })
+    }
 }
 
 /// The whole HTTP app.
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(health::routes()).with_state(state)
+    Router::new()
+        .merge(health::routes())
+        .merge(endpoints::routes())
+        .merge(triggers::routes(state.config.api.max_payload_bytes))
+        .fallback(|| async { problem::ApiProblem::NotFound("route") })
+        .with_state(state)
 }
 
 /// Serves the API on `config.api.listen` until `shutdown` fires, then drains.

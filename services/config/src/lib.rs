@@ -105,6 +105,22 @@ pub struct ApiOptions {
     pub max_payload_bytes: usize,
     /// Most events in one batch trigger. Default 500.
     pub max_batch_size: usize,
+    /// API tokens. Each is stored as the hex SHA-256 of the token, never the token itself.
+    /// `tenant = "*"` makes an admin token (every tenant). Default none.
+    #[serde(default)]
+    pub tokens: Vec<TokenOptions>,
+}
+
+/// One API token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenOptions {
+    /// Who holds it (shown in audit fields such as a DLQ replay's actor).
+    pub name: String,
+    /// The tenant it acts for, or `*` for an admin token.
+    pub tenant: String,
+    /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
 }
 
 /// Dispatchers: outbound HTTP.
@@ -242,6 +258,18 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.api.max_batch_size) {
             return Err(bad("api.max_batch_size", self.api.max_batch_size, "must be between 1 and 10000"));
+        }
+        for t in &self.api.tokens {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(bad(
+                    "api.tokens.sha256",
+                    &t.name,
+                    "must be 64 lower-case hex digits (sha256sum of the token)",
+                ));
+            }
+            if t.tenant.is_empty() || t.name.is_empty() {
+                return Err(bad("api.tokens", &t.name, "each token needs a name and a tenant (or * for admin)"));
+            }
         }
         let d = &self.dispatcher;
         if !(1..=1000).contains(&d.max_in_flight_per_endpoint) {

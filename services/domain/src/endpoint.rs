@@ -167,7 +167,8 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         assert!(validate(&ok(), &LIMITS).is_ok());
-        let cases: Vec<(Box<dyn Fn(&mut EndpointUpserted)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut EndpointUpserted)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|e| e.url = "ftp://x".into()), "url"),
             (Box::new(|e| e.url = "not a url".into()), "url"),
             (Box::new(|e| e.url = "https://user:pw@x.com/".into()), "url"),

@@ -6,7 +6,10 @@
 //! - [`subscriptions`]: event-type patterns and the index that answers fan-out.
 //! - [`retry`]: status classification and the retry schedule.
 //! - [`signing`]: Standard Webhooks signatures.
+//! - [`endpoint`]: endpoint configuration rules.
+//! - [`commands`]: DLQ replay and discard as records to append.
 
+pub mod commands;
 pub mod endpoint;
 pub mod ids;
 pub mod retry;

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hookline_config::{Config, LogOptions};
+use hookline_kafka::catalog::Catalog;
+use hookline_schemas::Codec;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::shutdown;
@@ -34,32 +37,52 @@ pub fn init_logging(log: &LogOptions) -> anyhow::Result<()> {
 /// Runs `roles` until a signal, or until one of them fails (then the others are stopped).
 pub async fn run_roles(config: Arc<Config>, roles: &[Role]) -> anyhow::Result<()> {
     let token = shutdown::on_signals();
+    run_roles_until(config, roles, token).await
+}
+
+/// Runs `roles` until `token` is cancelled (tests inject their own token).
+pub async fn run_roles_until(config: Arc<Config>, roles: &[Role], token: CancellationToken) -> anyhow::Result<()> {
+    let codec = Arc::new(Codec::new().context("loading the Avro schemas")?);
+    let catalog = Catalog::new();
     let mut set: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    if roles.iter().any(|r| matches!(r, Role::Api | Role::Router | Role::Dispatcher)) {
+        let (catalog, config, codec, token) = (catalog.clone(), config.clone(), codec.clone(), token.clone());
+        set.spawn(async move { catalog.follow(&config.kafka, codec, token).await.context("endpoint catalog") });
+    }
     for &role in roles {
-        let config = config.clone();
-        let token = token.clone();
+        let (config, token, codec, catalog) = (config.clone(), token.clone(), codec.clone(), catalog.clone());
         set.spawn(async move {
             let r = match role {
                 Role::Api => {
                     let kafka = config.kafka.clone();
-                    let readiness = hookline_api::Readiness::default().with("kafka", move || {
-                        let kafka = kafka.clone();
-                        async move {
-                            tokio::task::spawn_blocking(move || {
-                                hookline_kafka::admin::ping(&kafka, Duration::from_secs(2))
-                            })
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                        }
-                    });
-                    let state = hookline_api::AppState { config, readiness };
-                    hookline_api::run(state, token).await.map_err(anyhow::Error::from)
+                    let loaded = catalog.clone();
+                    let readiness = hookline_api::Readiness::default()
+                        .with("kafka", move || {
+                            let kafka = kafka.clone();
+                            async move {
+                                tokio::task::spawn_blocking(move || {
+                                    hookline_kafka::admin::ping(&kafka, Duration::from_secs(2))
+                                })
+                                .await
+                                .map_err(|e| e.to_string())?
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                            }
+                        })
+                        .with("endpoint_catalog", move || {
+                            let ok = loaded.is_loaded();
+                            async move { if ok { Ok(()) } else { Err("still loading the endpoints topic".into()) } }
+                        });
+                    match hookline_api::AppState::new(config, catalog, codec, readiness) {
+                        Ok(state) => hookline_api::run(state, token).await.map_err(anyhow::Error::from),
+                        Err(e) => Err(e.into()),
+                    }
                 }
-                Role::Router => hookline_router::run(config, token).await.map_err(anyhow::Error::from),
-                Role::Dispatcher => hookline_dispatcher::run(config, token).await.map_err(anyhow::Error::from),
-                Role::Scheduler => hookline_scheduler::run(config, token).await.map_err(anyhow::Error::from),
+                Role::Router => hookline_router::run(config, catalog, codec, token).await.map_err(anyhow::Error::from),
+                Role::Dispatcher => {
+                    hookline_dispatcher::run(config, catalog, codec, token).await.map_err(anyhow::Error::from)
+                }
+                Role::Scheduler => hookline_scheduler::run(config, codec, token).await.map_err(anyhow::Error::from),
                 Role::Projector => hookline_projector::role::run(config, token).await.map_err(anyhow::Error::from),
             };
             r.with_context(|| format!("role {role:?}"))

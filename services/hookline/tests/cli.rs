@@ -39,6 +39,7 @@ fn config_check_prints_the_effective_config() {
 #[test]
 fn all_roles_answer_healthz_and_stop_on_sigterm() {
     let env = hookline_testkit::TestEnv::new();
+    hookline_testkit::process::Hookline::create_topics(BIN, &env);
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(BIN)
         .arg("all")
@@ -60,8 +61,15 @@ fn all_roles_answer_healthz_and_stop_on_sigterm() {
     };
     assert!(body.starts_with("HTTP/1.1 200") && body.contains("\"ok\""), "{body}");
 
-    let ready = http_get(port, "/readyz").unwrap();
-    assert!(ready.starts_with("HTTP/1.1 200") && ready.contains("\"kafka\""), "{ready}");
+    // Ready once Kafka answers and the endpoint catalog is loaded.
+    let ready = loop {
+        let r = http_get(port, "/readyz").unwrap();
+        if r.starts_with("HTTP/1.1 200") || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(ready.starts_with("HTTP/1.1 200") && ready.contains("\"endpoint_catalog\""), "{ready}");
 
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);

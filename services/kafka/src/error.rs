@@ -27,6 +27,8 @@ pub enum KafkaError {
         #[source]
         source: RdError,
     },
+    #[error("the consumer has no group metadata (not in a group yet)")]
+    NoGroupMetadata,
     #[error("encoding record: {0}")]
     Codec(#[from] hookline_schemas::CodecError),
 }

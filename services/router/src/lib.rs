@@ -1,18 +1,127 @@
-//! The `router` role. Built out by the delivery pipeline; for now it starts, reports, and stops
-//! cleanly on shutdown.
+//! The router role: consumes the triggers topic and fans each trigger out to one
+//! DeliveryRequested per subscribed (or explicitly named) enabled endpoint, keyed by endpoint
+//! id, in a Kafka transaction together with the consumed offsets.
+//!
+//! - Delivery ids derive from (trigger id, endpoint id), so re-processing never creates a
+//!   second delivery; a trigger written straight to Kafka without an id gets one derived from
+//!   its log position.
+//! - A record that cannot be decoded or is not a valid trigger goes to the quarantine topic
+//!   with the reason and its original position; the partition moves on.
+
+mod fanout;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::FutureExt;
 use hookline_config::Config;
+use hookline_kafka::catalog::Catalog;
+use hookline_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use hookline_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use hookline_kafka::txn::TxnProducer;
+use hookline_kafka::{KafkaError, Topics, consumer};
+use hookline_schemas::Codec;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {}
+pub use fanout::{Output, route_record};
 
-/// Runs the role until `shutdown` fires.
-pub async fn run(_config: Arc<Config>, shutdown: CancellationToken) -> Result<(), RouterError> {
-    tracing::info!(role = "router", "started");
-    shutdown.cancelled().await;
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}
+
+/// Most records handled in one transaction.
+const MAX_BATCH: usize = 1000;
+
+/// Runs the router until `shutdown`, after the catalog is loaded.
+pub async fn run(
+    config: Arc<Config>,
+    catalog: Catalog,
+    codec: Arc<Codec>,
+    shutdown: CancellationToken,
+) -> Result<(), RouterError> {
+    let kafka = &config.kafka;
+    let topics = Topics::from_options(kafka);
+    tokio::select! {
+        _ = catalog.wait_loaded() => {}
+        _ = shutdown.cancelled() => return Ok(()),
+    }
+    let group = format!("{}router", kafka.topic_prefix);
+    let client_id = format!("hookline-router-{}", uuid::Uuid::now_v7().simple());
+    let consumer: StreamConsumer = consumer::base_config(kafka, &group, &client_id)
+        .create()
+        .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
+    consumer
+        .subscribe(&[&topics.triggers])
+        .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
+    let mut producer = TxnProducer::new(kafka, &client_id)?;
+    tracing::info!(role = "router", topic = topics.triggers, "started");
+
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        let mut batch = vec![first];
+        // Take what is already fetched, without waiting, up to a bound.
+        while batch.len() < MAX_BATCH {
+            match consumer.recv().now_or_never() {
+                Some(m) => batch.push(m),
+                None => break,
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        let mut outputs = 0usize;
+        for m in batch {
+            let msg = match m {
+                Ok(msg) => msg,
+                Err(e) => {
+                    tracing::warn!(error = %e, "router: consumer error");
+                    continue;
+                }
+            };
+            let out = route_record(
+                &catalog,
+                &codec,
+                &topics,
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                msg.key(),
+                msg.payload(),
+            );
+            for o in &out {
+                producer.send(&o.topic, &o.key, &o.value)?;
+            }
+            outputs += out.len();
+            let _ = offsets.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1));
+        }
+        if let Err(e) = producer.commit(&consumer, &offsets) {
+            // The transaction was aborted: rewind to the committed positions and redo the batch.
+            tracing::warn!(error = %e, "router: transaction failed; re-reading from the committed offsets");
+            rewind(&consumer)?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        tracing::trace!(outputs, "router: batch committed");
+    }
+    producer.abort()?;
     tracing::info!(role = "router", "stopped");
+    Ok(())
+}
+
+/// Seeks every assigned partition back to its committed offset.
+fn rewind(consumer: &StreamConsumer) -> Result<(), KafkaError> {
+    let assigned = consumer.assignment().map_err(|source| KafkaError::Transaction { source })?;
+    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(assigned, Duration::from_secs(10)))
+        .map_err(|source| KafkaError::Transaction { source })?;
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Invalid => Offset::Beginning,
+            o => o,
+        };
+        let _ = consumer.seek(e.topic(), e.partition(), offset, Duration::from_secs(10));
+    }
     Ok(())
 }

@@ -1,7 +1,17 @@
 //! Test support for integration tests against the real local stack (`dev/test` starts it).
 //!
-//! [`TestEnv`] gives each test its own topic prefix, keyspace and Redis key prefix, so tests
-//! run in parallel and never see each other's data.
+//! - [`TestEnv`] gives each test its own topic prefix, keyspace and Redis key prefix, so tests
+//!   run in parallel and never see each other's data.
+//! - [`receiver`]: an in-process webhook receiver that records what arrived and can fail,
+//!   hang or answer any status on demand.
+//! - [`process`]: the `hookline` binary as a child process (start, SIGTERM, kill -9).
+//! - [`http`]: a tiny JSON HTTP/1.1 client.
+//! - [`tap`]: reads a topic from the beginning and collects decoded events.
+
+pub mod http;
+pub mod process;
+pub mod receiver;
+pub mod tap;
 
 use hookline_config::Config;
 

@@ -1,0 +1,309 @@
+//! Endpoint configuration: create, get, list, update, delete. Each change is one record on the
+//! compacted endpoints topic (the source of truth); the answer waits for the broker's ack.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use hookline_domain::endpoint::{self, Limits};
+use hookline_domain::{ids, signing, time};
+use hookline_schemas::{
+    BatchPolicy, EndpointDeleted, EndpointUpserted, Envelope, Event, RateLimit, SigningKey, Template,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::ApiProblem;
+
+/// Signature scheme of generated keys.
+pub const SCHEME_HMAC_SHA256: &str = "hmac-sha256";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/endpoints", get(list).post(create))
+        .route("/api/endpoints/{id}", get(get_one).put(update).delete(delete))
+}
+
+/// Body of create and update.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointIn {
+    /// Admin tokens must name the tenant; tenant tokens may omit it.
+    pub tenant_id: Option<String>,
+    pub url: String,
+    #[serde(default)]
+    pub description: String,
+    pub event_types: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub timeout_ms: Option<i32>,
+    pub retry_schedule_ms: Option<Vec<i64>>,
+    pub rate_limit: Option<RateLimitIn>,
+    pub batch: Option<BatchIn>,
+    #[serde(default)]
+    pub ordered: bool,
+    pub template: Option<TemplateIn>,
+    /// A `whsec_` secret to sign with; one is generated when absent (create only).
+    pub secret: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitIn {
+    pub per_second: f64,
+    pub burst: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchIn {
+    pub max_size: i32,
+    pub max_wait_ms: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateIn {
+    pub body: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "json_type")]
+    pub content_type: String,
+}
+
+fn json_type() -> String {
+    "application/json".into()
+}
+
+/// An endpoint as the API shows it: no secrets.
+#[derive(Debug, Serialize)]
+pub struct EndpointOut {
+    pub id: String,
+    pub tenant_id: String,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub version: i64,
+    pub headers: BTreeMap<String, String>,
+    pub timeout_ms: i32,
+    pub retry_schedule_ms: Option<Vec<i64>>,
+    pub rate_limit: Option<RateLimitIn>,
+    pub batch: Option<BatchIn>,
+    pub ordered: bool,
+    pub template: Option<TemplateIn>,
+    pub signing_keys: Vec<KeyOut>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Only in the answer to create: the signing secret, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyOut {
+    pub key_id: String,
+    pub scheme: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl From<&EndpointUpserted> for EndpointOut {
+    fn from(e: &EndpointUpserted) -> Self {
+        EndpointOut {
+            id: e.envelope.endpoint_id.clone().unwrap_or_default(),
+            tenant_id: e.envelope.tenant_id.clone(),
+            url: e.url.clone(),
+            description: e.description.clone(),
+            event_types: e.event_types.clone(),
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason.clone(),
+            version: e.version,
+            headers: e.headers.clone(),
+            timeout_ms: e.timeout_ms,
+            retry_schedule_ms: e.retry_schedule_ms.clone(),
+            rate_limit: e.rate_limit.as_ref().map(|r| RateLimitIn { per_second: r.per_second, burst: r.burst }),
+            batch: e.batch.as_ref().map(|b| BatchIn { max_size: b.max_size, max_wait_ms: b.max_wait_ms }),
+            ordered: e.ordered,
+            template: e.template.as_ref().map(|t| TemplateIn {
+                body: t.body.clone(),
+                headers: t.headers.clone(),
+                content_type: t.content_type.clone(),
+            }),
+            signing_keys: e
+                .signing_keys
+                .iter()
+                .map(|k| KeyOut {
+                    key_id: k.key_id.clone(),
+                    scheme: k.scheme.clone(),
+                    created_at: k.created_at,
+                    expires_at: k.expires_at,
+                })
+                .collect(),
+            created_at: e.created_at,
+            updated_at: e.envelope.occurred_at,
+            secret: None,
+        }
+    }
+}
+
+fn limits(state: &AppState) -> Limits {
+    Limits { max_timeout_ms: state.config.dispatcher.max_timeout_ms }
+}
+
+/// Applies a request body to an endpoint record and validates the result.
+fn apply_body(state: &AppState, e: &mut EndpointUpserted, body: EndpointIn) -> Result<(), ApiProblem> {
+    e.url = body.url;
+    e.description = body.description;
+    e.event_types = body.event_types;
+    e.enabled = body.enabled;
+    if body.enabled {
+        e.disabled_reason = None;
+    }
+    e.headers = body.headers;
+    e.timeout_ms = body.timeout_ms.unwrap_or(state.config.dispatcher.default_timeout_ms as i32);
+    e.retry_schedule_ms = body.retry_schedule_ms;
+    e.rate_limit = body.rate_limit.map(|r| RateLimit { per_second: r.per_second, burst: r.burst });
+    e.batch = body.batch.map(|b| BatchPolicy { max_size: b.max_size, max_wait_ms: b.max_wait_ms });
+    e.ordered = body.ordered;
+    e.template = body.template.map(|t| Template { body: t.body, headers: t.headers, content_type: t.content_type });
+    endpoint::validate(e, &limits(state)).map_err(|f| ApiProblem::invalid(f.field, f.reason))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<EndpointIn>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    let Json(mut body) = body?;
+    let tenant = caller.tenant_for_write(body.tenant_id.as_deref(), "tenant_id")?;
+    let secret = match body.secret.take() {
+        Some(s) => s,
+        None => signing::generate_secret(),
+    };
+    let key = signing::decode_secret(&secret).map_err(|e| ApiProblem::invalid("secret", e.to_string()))?;
+    let now = time::now_ms();
+    let id = format!("ep_{}", uuid::Uuid::now_v7().simple());
+    let mut e = EndpointUpserted {
+        envelope: envelope::<EndpointUpserted>(&tenant, &id, now),
+        url: String::new(),
+        description: String::new(),
+        event_types: vec![],
+        enabled: true,
+        version: 1,
+        headers: BTreeMap::new(),
+        timeout_ms: 0,
+        retry_schedule_ms: None,
+        rate_limit: None,
+        batch: None,
+        ordered: false,
+        template: None,
+        signing_keys: vec![SigningKey {
+            key_id: format!("key_{}", uuid::Uuid::now_v7().simple()),
+            scheme: SCHEME_HMAC_SHA256.into(),
+            sealed_secret: key,
+            public_key: None,
+            created_at: now,
+            expires_at: None,
+        }],
+        disabled_reason: None,
+        created_at: now,
+    };
+    apply_body(&state, &mut e, body)?;
+    write(&state, &id, &e).await?;
+    state.catalog.apply(e.clone().into());
+    let mut out = EndpointOut::from(&e);
+    out.secret = Some(secret);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<EndpointIn>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    let Json(body) = body?;
+    if body.secret.is_some() {
+        return Err(ApiProblem::invalid("secret", "cannot be changed by update; rotate the key instead"));
+    }
+    let current = visible(&state, &caller, &id)?;
+    if body.tenant_id.as_deref().is_some_and(|t| t != current.envelope.tenant_id) {
+        return Err(ApiProblem::invalid("tenant_id", "an endpoint cannot move to another tenant"));
+    }
+    let mut e = (*current).clone();
+    e.envelope = envelope::<EndpointUpserted>(&current.envelope.tenant_id, &id, time::now_ms());
+    e.version = current.version + 1;
+    apply_body(&state, &mut e, body)?;
+    write(&state, &id, &e).await?;
+    state.catalog.apply(e.clone().into());
+    Ok(Json(EndpointOut::from(&e)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    let current = visible(&state, &caller, &id)?;
+    let d = EndpointDeleted { envelope: envelope::<EndpointDeleted>(&current.envelope.tenant_id, &id, time::now_ms()) };
+    write(&state, &id, &d).await?;
+    state.catalog.apply(d.into());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    Ok(Json(EndpointOut::from(&*visible(&state, &caller, &id)?)))
+}
+
+#[derive(Serialize)]
+struct ListOut {
+    data: Vec<EndpointOut>,
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiProblem> {
+    let data = state.catalog.list(caller.tenant.as_deref()).iter().map(|e| EndpointOut::from(&**e)).collect();
+    Ok(Json(ListOut { data }))
+}
+
+/// The endpoint if it exists and the caller may see it; otherwise 404 (never 403, so ids of
+/// other tenants are not confirmed).
+pub fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Arc<EndpointUpserted>, ApiProblem> {
+    state.catalog.get(id).filter(|e| caller.can_see(&e.envelope.tenant_id)).ok_or(ApiProblem::NotFound("endpoint"))
+}
+
+pub fn envelope<E: Event>(tenant: &str, endpoint_id: &str, now: i64) -> Envelope {
+    Envelope {
+        event_id: ids::new_event_id(),
+        record_type: E::NAME.into(),
+        occurred_at: now,
+        tenant_id: tenant.into(),
+        endpoint_id: Some(endpoint_id.into()),
+        ..Default::default()
+    }
+}
+
+async fn write<E: Event>(state: &AppState, id: &str, event: &E) -> Result<(), ApiProblem> {
+    let bytes = state.codec.encode(event).map_err(ApiProblem::internal)?;
+    state.producer.send(&state.topics.endpoints, id.as_bytes(), &bytes).await.map_err(|e| {
+        tracing::warn!(error = %e, "endpoint write not acknowledged");
+        ApiProblem::Unavailable("the event log did not acknowledge the write; nothing was changed, try again")
+    })?;
+    Ok(())
+}

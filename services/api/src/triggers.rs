@@ -1,0 +1,176 @@
+//! Triggers: `POST /api/webhooks/trigger` (one event) and `POST /api/webhooks/trigger/batch`.
+//! The answer (202 with the trigger id) is sent only after the broker acknowledged the
+//! TriggerRequested record (acks=all, idempotent producer); a broker that does not answer
+//! gives 503, never a silent loss.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use hookline_domain::subscriptions::validate_event_type;
+use hookline_domain::{ids, time};
+use hookline_schemas::{Envelope, Event, TriggerRequested};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::ApiProblem;
+
+/// A batch body may be this many times the single-payload limit.
+pub const BATCH_BODY_FACTOR: usize = 8;
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+pub const MAX_EXPLICIT_ENDPOINTS: usize = 100;
+
+pub fn routes(max_payload: usize) -> Router<AppState> {
+    // Room for the JSON envelope and base64's 4/3 inflation around the payload itself.
+    let single = max_payload / 3 * 4 + 64 * 1024;
+    Router::new()
+        .route("/api/webhooks/trigger", post(trigger).layer(DefaultBodyLimit::max(single)))
+        .route("/api/webhooks/trigger/batch", post(batch).layer(DefaultBodyLimit::max(single * BATCH_BODY_FACTOR)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerIn {
+    pub tenant_id: Option<String>,
+    pub event_type: String,
+    /// A JSON payload, delivered byte-exact as sent.
+    pub payload: Option<Box<RawValue>>,
+    /// Or any bytes, base64-encoded, with `content_type`.
+    pub payload_base64: Option<String>,
+    pub content_type: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub endpoint_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchIn {
+    pub events: Vec<TriggerIn>,
+}
+
+#[derive(Serialize)]
+struct TriggerOut {
+    trigger_id: String,
+}
+
+#[derive(Serialize)]
+struct BatchOut {
+    trigger_ids: Vec<String>,
+}
+
+async fn trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<TriggerIn>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    let Json(body) = body?;
+    let record = to_record(&state, &caller, body, "")?;
+    let trigger_id = publish(&state, &record).await?;
+    Ok((StatusCode::ACCEPTED, Json(TriggerOut { trigger_id })))
+}
+
+async fn batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<BatchIn>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    let Json(body) = body?;
+    if body.events.is_empty() || body.events.len() > state.config.api.max_batch_size {
+        return Err(ApiProblem::invalid(
+            "events",
+            format!("must hold 1 to {} events", state.config.api.max_batch_size),
+        ));
+    }
+    // Validate everything before writing anything.
+    let records = body
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| to_record(&state, &caller, t, &format!("events[{i}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sends = records.iter().map(|r| publish(&state, r));
+    let trigger_ids = futures::future::try_join_all(sends).await?;
+    Ok((StatusCode::ACCEPTED, Json(BatchOut { trigger_ids })))
+}
+
+fn to_record(state: &AppState, caller: &Caller, t: TriggerIn, at: &str) -> Result<TriggerRequested, ApiProblem> {
+    let field = |f: &str| format!("{at}{f}");
+    let tenant = caller.tenant_for_write(t.tenant_id.as_deref(), &field("tenant_id"))?;
+    validate_event_type(&t.event_type).map_err(|r| ApiProblem::invalid(field("event_type"), r))?;
+    let (payload, content_type) = match (t.payload, t.payload_base64) {
+        (Some(json), None) => {
+            let ct = t.content_type.unwrap_or_else(|| "application/json".into());
+            (json.get().as_bytes().to_vec(), ct)
+        }
+        (None, Some(b64)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|_| ApiProblem::invalid(field("payload_base64"), "is not valid base64"))?;
+            (bytes, t.content_type.unwrap_or_else(|| "application/octet-stream".into()))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiProblem::invalid(field("payload"), "give either payload or payload_base64, not both"));
+        }
+        (None, None) => return Err(ApiProblem::invalid(field("payload"), "is required (or payload_base64)")),
+    };
+    let limit = state.config.api.max_payload_bytes;
+    if payload.len() > limit {
+        return Err(ApiProblem::TooLarge(format!(
+            "{}: {} bytes exceeds the limit of {limit} bytes",
+            field("payload"),
+            payload.len()
+        )));
+    }
+    if content_type.is_empty() || content_type.len() > 200 || axum::http::HeaderValue::from_str(&content_type).is_err()
+    {
+        return Err(ApiProblem::invalid(field("content_type"), "must be a valid media type of at most 200 characters"));
+    }
+    if let Some(k) = &t.idempotency_key
+        && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN)
+    {
+        return Err(ApiProblem::invalid(field("idempotency_key"), "must be 1 to 256 characters"));
+    }
+    if let Some(ids) = &t.endpoint_ids {
+        if ids.is_empty() || ids.len() > MAX_EXPLICIT_ENDPOINTS {
+            return Err(ApiProblem::invalid(field("endpoint_ids"), "must list 1 to 100 endpoint ids"));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let visible = state.catalog.get(id).is_some_and(|e| e.envelope.tenant_id == tenant);
+            if !visible {
+                return Err(ApiProblem::invalid(field(&format!("endpoint_ids[{i}]")), "no such endpoint"));
+            }
+        }
+    }
+    let now = time::now_ms();
+    let trigger_id = format!("trg_{}", uuid::Uuid::now_v7().simple());
+    Ok(TriggerRequested {
+        envelope: Envelope {
+            event_id: ids::new_event_id(),
+            record_type: TriggerRequested::NAME.into(),
+            occurred_at: now,
+            tenant_id: tenant,
+            trigger_id: Some(trigger_id.clone()),
+            correlation_id: Some(trigger_id),
+            ..Default::default()
+        },
+        event_type: t.event_type,
+        payload,
+        content_type,
+        idempotency_key: t.idempotency_key,
+        endpoint_ids: t.endpoint_ids,
+        source: "api".into(),
+    })
+}
+
+async fn publish(state: &AppState, record: &TriggerRequested) -> Result<String, ApiProblem> {
+    let bytes = state.codec.encode(record).map_err(ApiProblem::internal)?;
+    state.producer.send(&state.topics.triggers, record.envelope.tenant_id.as_bytes(), &bytes).await.map_err(|e| {
+        tracing::warn!(error = %e, "trigger not acknowledged by the broker");
+        ApiProblem::Unavailable("the event log did not acknowledge the trigger; it was not accepted, try again")
+    })?;
+    Ok(record.envelope.trigger_id.clone().unwrap_or_default())
+}

@@ -1,0 +1,118 @@
+//! Transactional consume-transform-produce: outputs and the consumer's offsets are committed
+//! in one Kafka transaction, so each state change is on the log exactly once even when a
+//! process dies between producing and committing.
+//!
+//! The transaction calls of librdkafka block; they run under `block_in_place`, so the caller
+//! must be on the multi-threaded runtime. Producing while a commit is running is not allowed:
+//! one task owns the [`TxnProducer`] and interleaves sends and commits.
+
+use std::time::Duration;
+
+use hookline_config::KafkaOptions;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::KafkaError;
+
+/// Longest a transaction call may block.
+pub const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct TxnProducer {
+    inner: FutureProducer,
+    open: bool,
+}
+
+impl TxnProducer {
+    /// A producer with its own transactional id; `init_transactions` fences older instances
+    /// with the same id.
+    pub fn new(kafka: &KafkaOptions, transactional_id: &str) -> Result<Self, KafkaError> {
+        let mut cfg = crate::producer::base_config(kafka, transactional_id);
+        cfg.set("transactional.id", transactional_id).set("transaction.timeout.ms", "60000");
+        let inner: FutureProducer =
+            cfg.create().map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
+        tokio::task::block_in_place(|| inner.init_transactions(TXN_TIMEOUT))
+            .map_err(|source| KafkaError::Transaction { source })?;
+        Ok(Self { inner, open: false })
+    }
+
+    fn ensure_open(&mut self) -> Result<(), KafkaError> {
+        if !self.open {
+            self.inner.begin_transaction().map_err(|source| KafkaError::Transaction { source })?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Enqueues a record in the current transaction (opening one if needed). Does not wait.
+    pub fn send(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
+        self.ensure_open()?;
+        let mut record = FutureRecord::to(topic).key(key).payload(value);
+        loop {
+            match self.inner.send_result(record) {
+                Ok(_delivery) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    // Local queue full: let the background thread drain, then retry.
+                    record = r;
+                    self.inner.poll(Duration::from_millis(10));
+                }
+                Err((source, _)) => return Err(KafkaError::Produce { topic: topic.to_string(), source }),
+            }
+        }
+    }
+
+    /// Whether a transaction is open (records or offsets pending).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Commits the open transaction with `offsets` (next offsets to read) for `consumer`'s
+    /// group. With no open transaction and no offsets, does nothing.
+    pub fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &StreamConsumer<C>,
+        offsets: &TopicPartitionList,
+    ) -> Result<(), KafkaError> {
+        if offsets.count() == 0 && !self.open {
+            return Ok(());
+        }
+        self.ensure_open()?;
+        let meta = if offsets.count() > 0 {
+            match consumer.group_metadata() {
+                Some(m) => Some(m),
+                None => {
+                    self.abort()?;
+                    return Err(KafkaError::NoGroupMetadata);
+                }
+            }
+        } else {
+            None
+        };
+        let result = tokio::task::block_in_place(|| {
+            if let Some(meta) = &meta {
+                self.inner.send_offsets_to_transaction(offsets, meta, TXN_TIMEOUT)?;
+            }
+            self.inner.commit_transaction(TXN_TIMEOUT)
+        });
+        self.open = false;
+        if let Err(source) = result {
+            // An abortable error leaves the transaction to abort; a fatal one needs a new producer.
+            let _ = tokio::task::block_in_place(|| self.inner.abort_transaction(TXN_TIMEOUT));
+            return Err(KafkaError::Transaction { source });
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any.
+    pub fn abort(&mut self) -> Result<(), KafkaError> {
+        if self.open {
+            self.open = false;
+            tokio::task::block_in_place(|| self.inner.abort_transaction(TXN_TIMEOUT))
+                .map_err(|source| KafkaError::Transaction { source })?;
+        }
+        Ok(())
+    }
+}

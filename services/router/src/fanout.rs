@@ -1,0 +1,118 @@
+//! One trigger record in, its output records out. Pure apart from reading the catalog.
+
+use hookline_domain::{ids, subscriptions, time};
+use hookline_kafka::Topics;
+use hookline_kafka::catalog::Catalog;
+use hookline_schemas::{
+    AnyEvent, Codec, DeliveryRequested, Envelope, Event, RecordQuarantined, TriggerRequested, reason,
+};
+
+/// A record to produce.
+#[derive(Debug)]
+pub struct Output {
+    pub topic: String,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// Routes one record of the triggers topic.
+#[allow(clippy::too_many_arguments)]
+pub fn route_record(
+    catalog: &Catalog,
+    codec: &Codec,
+    topics: &Topics,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Vec<Output> {
+    let quarantine = |reason: String| {
+        tracing::warn!(topic, partition, offset, reason, "trigger quarantined");
+        let q = RecordQuarantined {
+            envelope: Envelope {
+                event_id: ids::new_event_id(),
+                record_type: RecordQuarantined::NAME.into(),
+                occurred_at: time::now_ms(),
+                tenant_id: String::new(),
+                ..Default::default()
+            },
+            original_topic: topic.into(),
+            original_partition: partition,
+            original_offset: offset,
+            original_key: key.map(<[u8]>::to_vec),
+            original_value: value.map(<[u8]>::to_vec),
+            reason,
+        };
+        match codec.encode(&q) {
+            Ok(v) => vec![Output { topic: topics.quarantine.clone(), key: topic.as_bytes().to_vec(), value: v }],
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a quarantine record; dropping the bad trigger");
+                vec![]
+            }
+        }
+    };
+    let Some(value) = value else { return quarantine("empty record (no value)".into()) };
+    let trigger = match codec.decode(value) {
+        Ok(AnyEvent::TriggerRequested(t)) => t,
+        Ok(other) => return quarantine(format!("expected TriggerRequested, found {}", other.name())),
+        Err(e) => return quarantine(format!("undecodable: {e}")),
+    };
+    if let Err(reason) = check(&trigger) {
+        return quarantine(reason);
+    }
+    let trigger_id =
+        trigger.envelope.trigger_id.clone().unwrap_or_else(|| ids::trigger_id_from_position(topic, partition, offset));
+    let tenant = &trigger.envelope.tenant_id;
+    let targets = match &trigger.endpoint_ids {
+        Some(explicit) => explicit
+            .iter()
+            .filter_map(|id| catalog.get(id))
+            .filter(|e| e.enabled && &e.envelope.tenant_id == tenant)
+            .collect(),
+        None => catalog.subscribed(tenant, &trigger.event_type),
+    };
+    let now = time::now_ms();
+    let mut out = Vec::with_capacity(targets.len());
+    for ep in targets {
+        let Some(endpoint_id) = ep.envelope.endpoint_id.clone() else { continue };
+        let delivery_id = ids::delivery_id(&trigger_id, &endpoint_id);
+        let d = DeliveryRequested {
+            envelope: Envelope {
+                event_id: ids::new_event_id(),
+                record_type: DeliveryRequested::NAME.into(),
+                occurred_at: now,
+                tenant_id: tenant.clone(),
+                trigger_id: Some(trigger_id.clone()),
+                endpoint_id: Some(endpoint_id.clone()),
+                attempt: Some(1),
+                causation_id: Some(trigger.envelope.event_id.clone()),
+                correlation_id: Some(trigger.envelope.correlation_id.clone().unwrap_or_else(|| trigger_id.clone())),
+                delivery_id: Some(delivery_id.clone()),
+            },
+            event_type: trigger.event_type.clone(),
+            payload: trigger.payload.clone(),
+            content_type: trigger.content_type.clone(),
+            message_id: ids::message_id(&delivery_id),
+            reason: reason::INITIAL.into(),
+            trigger_occurred_at: trigger.envelope.occurred_at,
+            not_before: None,
+        };
+        match codec.encode(&d) {
+            Ok(v) => out.push(Output { topic: topics.deliveries.clone(), key: endpoint_id.into_bytes(), value: v }),
+            Err(e) => tracing::error!(error = %e, "cannot encode a DeliveryRequested"),
+        }
+    }
+    out
+}
+
+fn check(t: &TriggerRequested) -> Result<(), String> {
+    subscriptions::validate_event_type(&t.event_type).map_err(|r| format!("event_type: {r}"))?;
+    if t.envelope.tenant_id.is_empty() {
+        return Err("envelope.tenant_id is empty".into());
+    }
+    if t.content_type.is_empty() {
+        return Err("content_type is empty".into());
+    }
+    Ok(())
+}

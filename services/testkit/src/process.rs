@@ -1,0 +1,129 @@
+//! `hookline` as a child process, configured for one [`TestEnv`].
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TestEnv;
+
+/// The admin token every test process accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct Hookline {
+    pub child: Child,
+    pub api: SocketAddr,
+    bin: String,
+}
+
+/// Environment that points a process at this test's topics, keyspace and Redis prefix, with
+/// test-speed retries and the loopback receiver allowed past the SSRF guard.
+pub fn test_env_vars(env: &TestEnv, admin_sha256: &str) -> Vec<(String, String)> {
+    let c = &env.config;
+    vec![
+        ("HOOKLINE_KAFKA__TOPIC_PREFIX".into(), c.kafka.topic_prefix.clone()),
+        ("HOOKLINE_KAFKA__PARTITIONS".into(), c.kafka.partitions.to_string()),
+        ("HOOKLINE_KAFKA__SESSION_TIMEOUT_MS".into(), "6000".into()),
+        ("HOOKLINE_CQL__KEYSPACE".into(), c.cql.keyspace.clone()),
+        ("HOOKLINE_REDIS__KEY_PREFIX".into(), c.redis.key_prefix.clone()),
+        ("HOOKLINE_DISPATCHER__SSRF_ALLOW".into(), "[\"127.0.0.0/8\"]".into()),
+        ("HOOKLINE_DISPATCHER__RETRY_SCHEDULE_MS".into(), "[0, 300, 600]".into()),
+        ("HOOKLINE_DISPATCHER__RETRY_JITTER".into(), "0.0".into()),
+        ("HOOKLINE_SCHEDULER__TIERS_MS".into(), "[200, 1000]".into()),
+        ("HOOKLINE_LOG__LEVEL".into(), "info,hookline_dispatcher=debug".into()),
+        (
+            "HOOKLINE_API__TOKENS".into(),
+            format!("[{{name = \"test-admin\", tenant = \"*\", sha256 = \"{admin_sha256}\"}}]"),
+        ),
+    ]
+}
+
+impl Hookline {
+    /// Creates this test's topics (idempotent).
+    pub fn create_topics(bin: &str, env: &TestEnv) {
+        let out = Command::new(bin)
+            .args(["topics", "create"])
+            .envs(test_env_vars(env, &sha256_hex(ADMIN_TOKEN)))
+            .output()
+            .expect("run hookline topics create");
+        assert!(out.status.success(), "topics create: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts `hookline <role>` and, when it serves the API, waits for `/readyz`.
+    pub async fn start(bin: &str, env: &TestEnv, role: &str, extra: &[(&str, &str)]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("hookline-{}-{role}-{port}.log", env.id)))
+            .expect("log file");
+        let child = Command::new(bin)
+            .arg(role)
+            .envs(test_env_vars(env, &sha256_hex(ADMIN_TOKEN)))
+            .env("HOOKLINE_API__LISTEN", api.to_string())
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hookline");
+        let mut h = Self { child, api, bin: bin.to_string() };
+        if role == "all" || role == "api" {
+            h.wait_ready(Duration::from_secs(60)).await;
+        }
+        h
+    }
+
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("hookline exited early: {status}");
+            }
+            if let Ok(s) = tokio::net::TcpStream::connect(self.api).await {
+                drop(s);
+                let (code, _) = crate::http::call(self.api, "GET", "/readyz", None, None).await;
+                if code == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "hookline not ready after {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no drain, no commit.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+    }
+
+    pub fn bin(&self) -> &str {
+        &self.bin
+    }
+}
+
+impl Drop for Hookline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Hex SHA-256, via `sha256sum` to keep this crate free of hashing dependencies.
+pub fn sha256_hex(s: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum");
+    child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("sha256sum output");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
