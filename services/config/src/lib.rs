@@ -71,6 +71,12 @@ pub struct KafkaOptions {
     pub linger_ms: u32,
     /// Consumer group session timeout in ms. Default 10000.
     pub session_timeout_ms: u32,
+    /// Stable identity of this process (e.g. a pod name), used in transactional ids so that a
+    /// restarted instance fences its predecessor and aborts its open transaction at once.
+    /// Empty (default) = a random id per start: safe, but after a crash readers may wait up to
+    /// the 10 s transaction timeout for the dead instance's open transaction to expire.
+    #[serde(default)]
+    pub instance_id: String,
 }
 
 /// The CQL store (ScyllaDB; Cassandra in tests).
@@ -229,6 +235,9 @@ impl Config {
         }
         if self.kafka.linger_ms > 1000 {
             return Err(bad("kafka.linger_ms", self.kafka.linger_ms, "must be at most 1000"));
+        }
+        if !self.kafka.instance_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            return Err(bad("kafka.instance_id", &self.kafka.instance_id, "use only [a-zA-Z0-9._-]"));
         }
         if !(1000..=300_000).contains(&self.kafka.session_timeout_ms) {
             return Err(bad(

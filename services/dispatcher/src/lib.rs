@@ -123,7 +123,7 @@ pub async fn run(
     consumer
         .subscribe(&[&topics.deliveries])
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-    let mut producer = TxnProducer::new(kafka, &client_id)?;
+    let mut producer = TxnProducer::new(kafka, &hookline_kafka::txn::transactional_id(kafka, "dispatcher"))?;
     let client = OutboundClient::new(OutboundOptions::from_config(d))?;
     let max_timeout = Duration::from_millis(d.max_timeout_ms);
     let default_policy = RetryPolicy { delays_ms: d.retry_schedule_ms.clone(), jitter: d.retry_jitter };

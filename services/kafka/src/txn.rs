@@ -18,6 +18,15 @@ use crate::KafkaError;
 /// Longest a transaction call may block.
 pub const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The transactional id of `role`: stable when `kafka.instance_id` is set, random otherwise.
+pub fn transactional_id(kafka: &KafkaOptions, role: &str) -> String {
+    if kafka.instance_id.is_empty() {
+        format!("{}{role}-{}", kafka.topic_prefix, uuid::Uuid::now_v7().simple())
+    } else {
+        format!("{}{role}-{}", kafka.topic_prefix, kafka.instance_id)
+    }
+}
+
 pub struct TxnProducer {
     inner: FutureProducer,
     open: bool,
@@ -28,7 +37,9 @@ impl TxnProducer {
     /// with the same id.
     pub fn new(kafka: &KafkaOptions, transactional_id: &str) -> Result<Self, KafkaError> {
         let mut cfg = crate::producer::base_config(kafka, transactional_id);
-        cfg.set("transactional.id", transactional_id).set("transaction.timeout.ms", "60000");
+        // Transactions last one commit interval (tens of ms); a short timeout bounds how long a
+        // crashed instance's open transaction can hold back read_committed readers.
+        cfg.set("transactional.id", transactional_id).set("transaction.timeout.ms", "10000");
         let inner: FutureProducer =
             cfg.create().map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
         tokio::task::block_in_place(|| inner.init_transactions(TXN_TIMEOUT))

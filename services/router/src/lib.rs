@@ -55,7 +55,7 @@ pub async fn run(
     consumer
         .subscribe(&[&topics.triggers])
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-    let mut producer = TxnProducer::new(kafka, &client_id)?;
+    let mut producer = TxnProducer::new(kafka, &hookline_kafka::txn::transactional_id(kafka, "router"))?;
     tracing::info!(role = "router", topic = topics.triggers, "started");
 
     loop {
