@@ -50,7 +50,7 @@ impl Store {
     /// Runs one unprepared statement (DDL, admin).
     pub async fn execute_ddl(&self, statement: &str) -> Result<(), CqlError> {
         self.session
-            .query_unpaged(statement, &[])
+            .query_unpaged(statement, ())
             .await
             .map(|_| ())
             .map_err(|e| CqlError::Execute { statement: statement.to_string(), source: Box::new(e) })
@@ -61,7 +61,7 @@ impl Store {
         const Q: &str = "SELECT release_version FROM system.local";
         let result = self
             .session
-            .query_unpaged(Q, &[])
+            .query_unpaged(Q, ())
             .await
             .map_err(|e| CqlError::Execute { statement: Q.into(), source: Box::new(e) })?;
         let rows =

@@ -13,13 +13,13 @@ async fn migrate_twice_then_write_and_read_a_row() {
 
     let ks = &store.keyspace;
     let insert = format!(
-        "INSERT INTO {ks}.deliveries_by_id (delivery_id, tenant_id, endpoint_id, status, attempts) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO {ks}.deliveries (delivery_id, tenant_id, endpoint_id, status, attempts) VALUES (?, ?, ?, ?, ?)"
     );
     store.session.query_unpaged(insert, ("d-1", "acme", "ep-1", "delivered", 2i32)).await.unwrap();
     let rows = store
         .session
         .query_unpaged(
-            format!("SELECT tenant_id, status, attempts FROM {ks}.deliveries_by_id WHERE delivery_id = ?"),
+            format!("SELECT tenant_id, status, attempts FROM {ks}.deliveries WHERE delivery_id = ?"),
             ("d-1",),
         )
         .await

@@ -5,13 +5,18 @@
 //! - [`problem`]: `application/problem+json` errors.
 //! - [`endpoints`]: endpoint configuration CRUD, written to the endpoints topic.
 //! - [`triggers`]: single and batch triggers, written to the triggers topic.
+//! - [`reads`]: deliveries, attempts and endpoint health from the read models.
+//! - [`dlq`]: the DLQ: list, inspect, replay, discard, bulk replay jobs.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
 pub mod auth;
+pub mod dlq;
 pub mod endpoints;
 pub mod health;
+pub mod params;
 pub mod problem;
+pub mod reads;
 pub mod triggers;
 
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use hookline_config::Config;
 use hookline_kafka::catalog::Catalog;
 use hookline_kafka::producer::EventProducer;
 use hookline_kafka::{KafkaError, Topics};
+use hookline_projector::query::Reader;
 use hookline_schemas::Codec;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +56,41 @@ pub struct AppState {
     pub producer: EventProducer,
     pub codec: Arc<Codec>,
     pub topics: Topics,
+    /// The read models; the table set follows `projector rebuild` switches.
+    pub readers: ReaderHandle,
+}
+
+/// The current reader, refreshed when a rebuild switches the active table set.
+#[derive(Clone)]
+pub struct ReaderHandle(Arc<std::sync::RwLock<Reader>>);
+
+impl ReaderHandle {
+    pub fn new(reader: Reader) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(reader)))
+    }
+
+    pub fn get(&self) -> Reader {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the active table set every `every` until `shutdown`.
+    pub async fn follow_active_set(&self, every: std::time::Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let current = self.get();
+            match hookline_projector::schema::active_suffix(&current.store).await {
+                Ok(s) if s != current.suffix => {
+                    tracing::info!(from = current.suffix, to = s, "read models switched to a rebuilt table set");
+                    *self.0.write().unwrap_or_else(|p| p.into_inner()) = Reader { store: current.store, suffix: s };
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the active table set"),
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -58,9 +99,11 @@ impl AppState {
         catalog: Catalog,
         codec: Arc<Codec>,
         readiness: Readiness,
+        readers: ReaderHandle,
     ) -> Result<Self, ApiError> {
         let producer = EventProducer::new(&config.kafka, "hookline-api")?;
         Ok(Self {
+            readers,
             tokens: auth::Tokens::from_config(&config.api.tokens),
             topics: Topics::from_options(&config.kafka),
             config,
@@ -72,12 +115,20 @@ impl AppState {
     }
 }
 
+impl AppState {
+    pub fn reader(&self) -> Reader {
+        self.readers.get()
+    }
+}
+
 /// The whole HTTP app.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(endpoints::routes())
         .merge(triggers::routes(state.config.api.max_payload_bytes))
+        .merge(reads::routes())
+        .merge(dlq::routes())
         .fallback(|| async { problem::ApiProblem::NotFound("route") })
         .with_state(state)
 }

@@ -24,7 +24,7 @@ pub fn replay(m: &MovedToDLQ, actor: &str, now: i64) -> (DLQReplayed, DeliveryRe
     let mut replayed =
         DLQReplayed { envelope: envelope::<DLQReplayed>(m, now), new_delivery_id: String::new(), actor: actor.into() };
     let old = m.envelope.delivery_id.clone().unwrap_or_default();
-    let new_id = ids::replay_delivery_id(&old, &replayed.envelope.event_id);
+    let new_id = ids::replay_delivery_id(&old, &replayed.envelope.event_id, now);
     replayed.new_delivery_id = new_id.clone();
     let delivery = DeliveryRequested {
         envelope: Envelope {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use hookline_schemas::EndpointUpserted;
 
+use crate::signing::Scheme;
 use crate::subscriptions::validate_pattern;
+use crate::transform::{CompileError, TemplateEngine};
 
 /// A field that failed validation: `field` is the JSON path of the request (`event_types[2]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +15,13 @@ use crate::subscriptions::validate_pattern;
 pub struct FieldError {
     pub field: String,
     pub reason: String,
+}
+
+/// A template that does not compile, as `template.body` / `template.headers.<name>`.
+impl From<CompileError> for FieldError {
+    fn from(e: CompileError) -> Self {
+        err(format!("template.{}", e.field), format!("line {}, column {}: {}", e.line, e.column, e.message))
+    }
 }
 
 fn err(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
@@ -94,6 +103,12 @@ pub fn validate(e: &EndpointUpserted, limits: &Limits) -> Result<(), FieldError>
             return Err(err("template.content_type", "must be 1 to 200 characters"));
         }
         validate_headers(&t.headers, "template.headers")?;
+        TemplateEngine::default().compile(t).map_err(FieldError::from)?;
+    }
+    for (i, k) in e.signing_keys.iter().enumerate() {
+        if k.scheme.parse::<Scheme>().is_err() {
+            return Err(err(format!("signing_keys[{i}].scheme"), "is not a known signature scheme"));
+        }
     }
     Ok(())
 }
@@ -139,7 +154,7 @@ fn validate_headers(headers: &BTreeMap<String, String>, field: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hookline_schemas::{Envelope, RateLimit};
+    use hookline_schemas::{Envelope, RateLimit, SigningKey, Template};
 
     fn ok() -> EndpointUpserted {
         EndpointUpserted {
@@ -181,6 +196,29 @@ mod tests {
             (Box::new(|e| e.retry_schedule_ms = Some(vec![])), "retry_schedule_ms"),
             (Box::new(|e| e.retry_schedule_ms = Some(vec![0, -1])), "retry_schedule_ms[1]"),
             (Box::new(|e| e.rate_limit = Some(RateLimit { per_second: 0.0, burst: 1 })), "rate_limit.per_second"),
+            (
+                Box::new(|e| {
+                    e.template = Some(Template {
+                        body: "{{ payload.x ".into(),
+                        headers: BTreeMap::new(),
+                        content_type: "application/json".into(),
+                    })
+                }),
+                "template.body",
+            ),
+            (
+                Box::new(|e| {
+                    e.signing_keys = vec![SigningKey {
+                        key_id: "k".into(),
+                        scheme: "hmac-md5".into(),
+                        sealed_secret: vec![],
+                        public_key: None,
+                        created_at: 0,
+                        expires_at: None,
+                    }]
+                }),
+                "signing_keys[0].scheme",
+            ),
         ];
         for (mutate, field) in cases {
             let mut e = ok();

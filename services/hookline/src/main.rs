@@ -30,8 +30,12 @@ enum Command {
     Dispatcher,
     /// Re-dispatch due retries.
     Scheduler,
-    /// Project the topics into the CQL read models.
-    Projector,
+    /// Project the topics into the CQL read models (`projector rebuild` replays them into a
+    /// fresh table set and switches to it).
+    Projector {
+        #[command(subcommand)]
+        action: Option<ProjectorAction>,
+    },
     /// Every role in one process.
     All,
     /// Kafka topics.
@@ -49,6 +53,13 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectorAction {
+    /// Replay every topic from the beginning into a fresh table set, switch readers to it when
+    /// caught up, then drop the old set.
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -95,7 +106,8 @@ fn main() -> ExitCode {
             Command::Router => roles::run_roles(config, &[roles::Role::Router]).await,
             Command::Dispatcher => roles::run_roles(config, &[roles::Role::Dispatcher]).await,
             Command::Scheduler => roles::run_roles(config, &[roles::Role::Scheduler]).await,
-            Command::Projector => roles::run_roles(config, &[roles::Role::Projector]).await,
+            Command::Projector { action: None } => roles::run_roles(config, &[roles::Role::Projector]).await,
+            Command::Projector { action: Some(ProjectorAction::Rebuild) } => roles::rebuild(config).await,
             Command::All => roles::run_roles(config, roles::Role::ALL).await,
             Command::Topics { action: TopicsAction::Create } => roles::create_topics(&config).await,
             Command::Schema { action: SchemaAction::Migrate } => roles::migrate(&config).await,

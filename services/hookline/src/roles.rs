@@ -73,7 +73,20 @@ pub async fn run_roles_until(config: Arc<Config>, roles: &[Role], token: Cancell
                             let ok = loaded.is_loaded();
                             async move { if ok { Ok(()) } else { Err("still loading the endpoints topic".into()) } }
                         });
-                    match hookline_api::AppState::new(config, catalog, codec, readiness) {
+                    let store = hookline_projector::Store::connect(&config.cql).await.context("connecting to CQL")?;
+                    let suffix = hookline_projector::schema::active_suffix(&store)
+                        .await
+                        .context("reading the active table set (run `hookline schema migrate` first)")?;
+                    let probe_store = store.clone();
+                    let readiness = readiness.with("cql", move || {
+                        let s = probe_store.clone();
+                        async move { s.release_version().await.map(|_| ()).map_err(|e| e.to_string()) }
+                    });
+                    let readers = hookline_api::ReaderHandle::new(hookline_projector::query::Reader { store, suffix });
+                    let follower = readers.clone();
+                    let t = token.clone();
+                    tokio::spawn(async move { follower.follow_active_set(Duration::from_secs(1), t).await });
+                    match hookline_api::AppState::new(config, catalog, codec, readiness, readers) {
                         Ok(state) => hookline_api::run(state, token).await.map_err(anyhow::Error::from),
                         Err(e) => Err(e.into()),
                     }
@@ -83,7 +96,9 @@ pub async fn run_roles_until(config: Arc<Config>, roles: &[Role], token: Cancell
                     hookline_dispatcher::run(config, catalog, codec, token).await.map_err(anyhow::Error::from)
                 }
                 Role::Scheduler => hookline_scheduler::run(config, codec, token).await.map_err(anyhow::Error::from),
-                Role::Projector => hookline_projector::role::run(config, token).await.map_err(anyhow::Error::from),
+                Role::Projector => {
+                    hookline_projector::role::run(config, codec, token).await.map_err(anyhow::Error::from)
+                }
             };
             r.with_context(|| format!("role {role:?}"))
         });
@@ -109,6 +124,14 @@ pub async fn create_topics(config: &Config) -> anyhow::Result<()> {
             hookline_kafka::admin::TopicOutcome::Existed(t) => println!("exists  {t}"),
         }
     }
+    Ok(())
+}
+
+pub async fn rebuild(config: Arc<Config>) -> anyhow::Result<()> {
+    let codec = Arc::new(Codec::new().context("loading the Avro schemas")?);
+    let token = shutdown::on_signals();
+    let suffix = hookline_projector::role::rebuild(config, codec, token).await?;
+    println!("rebuilt the read models into table set `{suffix}` and switched to it");
     Ok(())
 }
 

@@ -40,6 +40,7 @@ fn config_check_prints_the_effective_config() {
 fn all_roles_answer_healthz_and_stop_on_sigterm() {
     let env = hookline_testkit::TestEnv::new();
     hookline_testkit::process::Hookline::create_topics(BIN, &env);
+    hookline_testkit::process::Hookline::migrate(BIN, &env);
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(BIN)
         .arg("all")

@@ -62,6 +62,7 @@ async fn wait_all(receiver: &Receiver, path: &str, n: usize, timeout: Duration) 
 async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
     let env = TestEnv::new();
     Hookline::create_topics(BIN, &env);
+    Hookline::migrate(BIN, &env);
     let receiver = Receiver::start().await;
     // Slow enough that deliveries are in flight when the kill lands.
     receiver.set("/sink", Behaviour::Delay(Duration::from_millis(30)));
@@ -93,6 +94,7 @@ async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
 async fn a_retry_due_while_every_process_is_down_fires_promptly_after_restart() {
     let env = TestEnv::new();
     Hookline::create_topics(BIN, &env);
+    Hookline::migrate(BIN, &env);
     let receiver = Receiver::start().await;
     receiver.set("/later", Behaviour::FailTimes { times: 1, status: 500 });
     let schedule = [("HOOKLINE_DISPATCHER__RETRY_SCHEDULE_MS", "[0, 4000]")];

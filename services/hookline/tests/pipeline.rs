@@ -26,6 +26,7 @@ async fn world(partitions: i32) -> World {
     let mut env = TestEnv::new();
     env.config.kafka.partitions = partitions;
     Hookline::create_topics(BIN, &env);
+    Hookline::migrate(BIN, &env);
     let receiver = Receiver::start().await;
     let hookline = Hookline::start(BIN, &env, "all", &[]).await;
     let events = Tap::start(&env.config.kafka, &format!("{}events", env.config.kafka.topic_prefix), partitions);

@@ -76,7 +76,7 @@ pub fn route_record(
     let mut out = Vec::with_capacity(targets.len());
     for ep in targets {
         let Some(endpoint_id) = ep.envelope.endpoint_id.clone() else { continue };
-        let delivery_id = ids::delivery_id(&trigger_id, &endpoint_id);
+        let delivery_id = ids::delivery_id(&trigger_id, &endpoint_id, trigger.envelope.occurred_at);
         let d = DeliveryRequested {
             envelope: Envelope {
                 event_id: ids::new_event_id(),

@@ -8,6 +8,8 @@ use crate::TestEnv;
 
 /// The admin token every test process accepts.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Tenant tokens every test process accepts: (token, tenant).
+pub const TENANT_TOKENS: &[(&str, &str)] = &[("acme-token", "acme"), ("globex-token", "globex")];
 
 pub struct Hookline {
     pub child: Child,
@@ -30,14 +32,30 @@ pub fn test_env_vars(env: &TestEnv, admin_sha256: &str) -> Vec<(String, String)>
         ("HOOKLINE_DISPATCHER__RETRY_JITTER".into(), "0.0".into()),
         ("HOOKLINE_SCHEDULER__TIERS_MS".into(), "[200, 1000]".into()),
         ("HOOKLINE_LOG__LEVEL".into(), "info,hookline_dispatcher=debug".into()),
-        (
-            "HOOKLINE_API__TOKENS".into(),
-            format!("[{{name = \"test-admin\", tenant = \"*\", sha256 = \"{admin_sha256}\"}}]"),
-        ),
+        ("HOOKLINE_API__TOKENS".into(), tokens_toml(admin_sha256)),
     ]
 }
 
+fn tokens_toml(admin_sha256: &str) -> String {
+    let mut entries = vec![format!("{{name = \"test-admin\", tenant = \"*\", sha256 = \"{admin_sha256}\"}}")];
+    for (token, tenant) in TENANT_TOKENS {
+        entries
+            .push(format!("{{name = \"{tenant}-token\", tenant = \"{tenant}\", sha256 = \"{}\"}}", sha256_hex(token)));
+    }
+    format!("[{}]", entries.join(", "))
+}
+
 impl Hookline {
+    /// Creates this test's keyspace and tables (idempotent).
+    pub fn migrate(bin: &str, env: &TestEnv) {
+        let out = Command::new(bin)
+            .args(["schema", "migrate"])
+            .envs(test_env_vars(env, &sha256_hex(ADMIN_TOKEN)))
+            .output()
+            .expect("run hookline schema migrate");
+        assert!(out.status.success(), "schema migrate: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Creates this test's topics (idempotent).
     pub fn create_topics(bin: &str, env: &TestEnv) {
         let out = Command::new(bin)
