@@ -7,6 +7,7 @@
 //! - [`triggers`]: single and batch triggers, written to the triggers topic.
 //! - [`reads`]: deliveries, attempts and endpoint health from the read models.
 //! - [`dlq`]: the DLQ: list, inspect, replay, discard, bulk replay jobs.
+//! - [`lag`]: consumer lag per group and partition.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod dlq;
 pub mod endpoints;
 pub mod health;
+pub mod lag;
 pub mod params;
 pub mod problem;
 pub mod reads;
@@ -129,6 +131,7 @@ pub fn app(state: AppState) -> Router {
         .merge(triggers::routes(state.config.api.max_payload_bytes))
         .merge(reads::routes())
         .merge(dlq::routes())
+        .merge(lag::routes())
         .fallback(|| async { problem::ApiProblem::NotFound("route") })
         .with_state(state)
 }

@@ -204,6 +204,15 @@ async fn a_tenant_never_sees_another_tenants_rows_and_bad_params_are_named() {
     let (code, own) = api(&h, acme, "GET", &format!("/api/deliveries?endpoint_id={acme_ep}"), None).await;
     assert_eq!(code, 200, "{own}");
 
+    // Consumer lag: admin only, every pipeline group listed per partition.
+    let (code, _) = api(&h, acme, "GET", "/api/system/lag", None).await;
+    assert_eq!(code, 403);
+    let (code, lag) = api(&h, ADMIN_TOKEN, "GET", "/api/system/lag", None).await;
+    assert_eq!(code, 200, "{lag}");
+    let groups: Vec<&str> = lag["groups"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
+    assert!(groups.iter().any(|g| g.ends_with("dispatcher")) && groups.iter().any(|g| g.contains("projector")), "{lag}");
+    assert!(lag["groups"][0]["partitions"].as_array().unwrap().len() >= 1);
+
     // Bad parameters: 400 naming the parameter.
     for (path, param) in [
         ("/api/deliveries?tenant_id=acme&status=lost", "status"),
