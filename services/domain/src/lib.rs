@@ -1,11 +1,14 @@
-//! Hookline's domain: ids, endpoint configuration rules, subscription matching, retry policy
-//! and signing. Pure: no I/O, no async runtime.
+//! Hookline's domain: ids, endpoint configuration rules, subscription matching, retry policy,
+//! signing, sealed secrets and transformation. Pure: no I/O, no async runtime.
 //!
 //! - [`ids`]: time-ordered event ids and ids derived from others (delivery = trigger x endpoint).
 //! - [`time`]: the wall clock as UTC milliseconds.
 //! - [`subscriptions`]: event-type patterns and the index that answers fan-out.
 //! - [`retry`]: status classification and the retry schedule.
-//! - [`signing`]: Standard Webhooks signatures.
+//! - [`signing`]: Standard Webhooks signatures in every scheme (HMAC, Ed25519, RSA), key
+//!   generation and parsing, JWKS, and the key rotation policy.
+//! - [`sealing`]: signing secrets encrypted at rest under operator master keys.
+//! - [`transform`]: per-endpoint `upon` templates, compiled once and rendered with bounds.
 //! - [`endpoint`]: endpoint configuration rules.
 //! - [`commands`]: DLQ replay and discard as records to append.
 
@@ -13,6 +16,8 @@ pub mod commands;
 pub mod endpoint;
 pub mod ids;
 pub mod retry;
+pub mod sealing;
 pub mod signing;
 pub mod subscriptions;
 pub mod time;
+pub mod transform;
