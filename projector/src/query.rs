@@ -279,7 +279,7 @@ impl Reader {
         let mut out = Vec::new();
         let mut scanned = 0;
         while bucket >= last_bucket && scanned < MAX_BUCKETS_SCANNED {
-            let lower = (after.is_some()).then_some(" AND delivery_id < ?").unwrap_or("");
+            let lower = if after.is_some() { " AND delivery_id < ?" } else { "" };
             let q = format!(
                 "SELECT delivery_id, status, event_type, attempts, created_at{endpoint_col} FROM {table} \
                  WHERE tenant_id = ?{where_ep} AND bucket = ?{lower} LIMIT {}",
@@ -424,7 +424,7 @@ impl Reader {
         let mut out = Vec::new();
         let mut scanned = 0;
         while bucket >= last_bucket && scanned < MAX_BUCKETS_SCANNED {
-            let lower = (after.is_some()).then_some(" AND dlq_id < ?").unwrap_or("");
+            let lower = if after.is_some() { " AND dlq_id < ?" } else { "" };
             let fetch = limit * 4 + 1;
             let q = format!(
                 "SELECT dlq_id, delivery_id, endpoint_id, event_type, moved_at, last_error_kind, last_status_code \

@@ -387,7 +387,8 @@ async fn read_agg(store: &Store, st: &Statements, key: &AggKey) -> Result<Agg, C
         .map_err(|e| CqlError::Execute { statement: "read health".into(), source: Box::new(e) })?
         .into_rows_result()
         .map_err(|e| CqlError::Rows { statement: "read health".into(), reason: e.to_string() })?;
-    let row: Option<(Option<i32>, Option<i32>, Option<i64>, Option<Vec<i32>>)> =
+    type HealthRow = (Option<i32>, Option<i32>, Option<i64>, Option<Vec<i32>>);
+    let row: Option<HealthRow> =
         r.maybe_first_row().map_err(|e| CqlError::Rows { statement: "read health".into(), reason: e.to_string() })?;
     Ok(row
         .map(|(s, f, l, b)| Agg {

@@ -10,7 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use hookline_domain::endpoint::{self, Limits};
-use hookline_domain::{ids, signing, time};
+use hookline_domain::signing::{self, Scheme, stored};
+use hookline_domain::{ids, time};
 use hookline_schemas::{
     BatchPolicy, EndpointDeleted, EndpointUpserted, Envelope, Event, RateLimit, SigningKey, Template,
 };
@@ -19,9 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::ApiProblem;
-
-/// Signature scheme of generated keys.
-pub const SCHEME_HMAC_SHA256: &str = "hmac-sha256";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -50,7 +48,11 @@ pub struct EndpointIn {
     #[serde(default)]
     pub ordered: bool,
     pub template: Option<TemplateIn>,
-    /// A `whsec_` secret to sign with; one is generated when absent (create only).
+    /// Signature scheme of the key: hmac-sha256 (default), hmac-sha512, ed25519,
+    /// rsa-pkcs1v15-sha256, rsa-pss-sha256 (create only; rotation may change it).
+    pub signing_scheme: Option<String>,
+    /// The secret to sign with (`whsec_…`, `whsk_…` or an RSA PKCS#8 PEM); generated when
+    /// absent (create only).
     pub secret: Option<String>,
 }
 
@@ -112,10 +114,40 @@ pub struct EndpointOut {
     pub secret: Option<String>,
 }
 
+/// The scheme a request names (default hmac-sha256).
+pub fn parse_scheme(s: Option<&str>, field: &str) -> Result<Scheme, ApiProblem> {
+    match s {
+        None => Ok(Scheme::HmacSha256),
+        Some(name) => name.parse::<Scheme>().map_err(|_| {
+            let all: Vec<_> = Scheme::ALL.iter().map(|s| s.as_str()).collect();
+            ApiProblem::invalid(field, format!("must be one of {}", all.join(", ")))
+        }),
+    }
+}
+
+/// A new sealed key for `scheme`: the given secret (validated) or a generated one. Returns the
+/// key and the secret to show once.
+pub fn new_key(
+    state: &AppState,
+    scheme: Scheme,
+    secret: Option<String>,
+    now: i64,
+) -> Result<(SigningKey, String), ApiProblem> {
+    let secret = match secret {
+        Some(s) => s,
+        None => signing::generate(scheme).map_err(ApiProblem::internal)?.secret.to_string(),
+    };
+    let key_id = format!("key_{}", uuid::Uuid::now_v7().simple());
+    let key = stored::seal_new_key(&state.master_keys, key_id, scheme, &secret, now)
+        .map_err(|e| ApiProblem::invalid("secret", e.to_string()))?;
+    Ok((key, secret))
+}
+
 #[derive(Debug, Serialize)]
 pub struct KeyOut {
     pub key_id: String,
     pub scheme: String,
+    pub public_key: Option<String>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
 }
@@ -148,6 +180,7 @@ impl From<&EndpointUpserted> for EndpointOut {
                 .map(|k| KeyOut {
                     key_id: k.key_id.clone(),
                     scheme: k.scheme.clone(),
+                    public_key: k.public_key.clone(),
                     created_at: k.created_at,
                     expires_at: k.expires_at,
                 })
@@ -189,12 +222,9 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiProblem> {
     let Json(mut body) = body?;
     let tenant = caller.tenant_for_write(body.tenant_id.as_deref(), "tenant_id")?;
-    let secret = match body.secret.take() {
-        Some(s) => s,
-        None => signing::generate_secret(),
-    };
-    let key = signing::decode_secret(&secret).map_err(|e| ApiProblem::invalid("secret", e.to_string()))?;
+    let scheme = parse_scheme(body.signing_scheme.as_deref(), "signing_scheme")?;
     let now = time::now_ms();
+    let (key, secret) = new_key(&state, scheme, body.secret.take(), now)?;
     let id = format!("ep_{}", uuid::Uuid::now_v7().simple());
     let mut e = EndpointUpserted {
         envelope: envelope::<EndpointUpserted>(&tenant, &id, now),
@@ -210,14 +240,7 @@ async fn create(
         batch: None,
         ordered: false,
         template: None,
-        signing_keys: vec![SigningKey {
-            key_id: format!("key_{}", uuid::Uuid::now_v7().simple()),
-            scheme: SCHEME_HMAC_SHA256.into(),
-            sealed_secret: key,
-            public_key: None,
-            created_at: now,
-            expires_at: None,
-        }],
+        signing_keys: vec![key],
         disabled_reason: None,
         created_at: now,
     };
@@ -226,6 +249,7 @@ async fn create(
     state.catalog.apply(e.clone().into());
     let mut out = EndpointOut::from(&e);
     out.secret = Some(secret);
+    tracing::info!(endpoint_id = id, actor = caller.name, "endpoint created");
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -236,8 +260,8 @@ async fn update(
     body: Result<Json<EndpointIn>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let Json(body) = body?;
-    if body.secret.is_some() {
-        return Err(ApiProblem::invalid("secret", "cannot be changed by update; rotate the key instead"));
+    if body.secret.is_some() || body.signing_scheme.is_some() {
+        return Err(ApiProblem::invalid("secret", "keys cannot be changed by update; rotate them instead"));
     }
     let current = visible(&state, &caller, &id)?;
     if body.tenant_id.as_deref().is_some_and(|t| t != current.envelope.tenant_id) {
@@ -299,7 +323,7 @@ pub fn envelope<E: Event>(tenant: &str, endpoint_id: &str, now: i64) -> Envelope
     }
 }
 
-async fn write<E: Event>(state: &AppState, id: &str, event: &E) -> Result<(), ApiProblem> {
+pub async fn write<E: Event>(state: &AppState, id: &str, event: &E) -> Result<(), ApiProblem> {
     let bytes = state.codec.encode(event).map_err(ApiProblem::internal)?;
     state.producer.send(&state.topics.endpoints, id.as_bytes(), &bytes).await.map_err(|e| {
         tracing::warn!(error = %e, "endpoint write not acknowledged");

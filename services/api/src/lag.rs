@@ -45,15 +45,16 @@ async fn lag(State(state): State<AppState>, caller: Caller) -> Result<impl IntoR
     let t = state.topics.clone();
     let suffix = state.reader().suffix;
     let p = &kafka.topic_prefix;
-    let pairs = vec![
+    let pairs = [
         (format!("{p}router"), t.triggers.clone()),
         (format!("{p}dispatcher"), t.deliveries.clone()),
         (format!("{p}projector{suffix}"), t.events.clone()),
         (format!("{p}projector{suffix}"), t.deliveries.clone()),
     ];
-    let groups = tokio::task::spawn_blocking(move || pairs.iter().map(|(g, t)| group_lag(&kafka, g, t)).collect::<Vec<_>>())
-        .await
-        .map_err(ApiProblem::internal)?;
+    let groups =
+        tokio::task::spawn_blocking(move || pairs.iter().map(|(g, t)| group_lag(&kafka, g, t)).collect::<Vec<_>>())
+            .await
+            .map_err(ApiProblem::internal)?;
     let groups: Vec<GroupLag> = groups.into_iter().filter_map(Result::ok).collect();
     Ok(Json(serde_json::json!({ "groups": groups })))
 }
@@ -68,7 +69,8 @@ pub fn group_lag(kafka: &KafkaOptions, group: &str, topic: &str) -> Result<Group
         .create()
         .map_err(|e| e.to_string())?;
     let md = c.fetch_metadata(Some(topic), timeout).map_err(|e| e.to_string())?;
-    let ids: Vec<i32> = md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+    let ids: Vec<i32> =
+        md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
     let mut tpl = TopicPartitionList::new();
     for &p in &ids {
         tpl.add_partition(topic, p);
@@ -81,7 +83,17 @@ pub fn group_lag(kafka: &KafkaOptions, group: &str, topic: &str) -> Result<Group
             Offset::Offset(o) => Some(o),
             _ => None,
         });
-        partitions.push(PartitionLag { partition: p, end_offset: high, committed: at, lag: (high - at.unwrap_or(0)).max(0) });
+        partitions.push(PartitionLag {
+            partition: p,
+            end_offset: high,
+            committed: at,
+            lag: (high - at.unwrap_or(0)).max(0),
+        });
     }
-    Ok(GroupLag { group: group.into(), topic: topic.into(), total_lag: partitions.iter().map(|p| p.lag).sum(), partitions })
+    Ok(GroupLag {
+        group: group.into(),
+        topic: topic.into(),
+        total_lag: partitions.iter().map(|p| p.lag).sum(),
+        partitions,
+    })
 }

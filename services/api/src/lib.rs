@@ -7,6 +7,7 @@
 //! - [`triggers`]: single and batch triggers, written to the triggers topic.
 //! - [`reads`]: deliveries, attempts and endpoint health from the read models.
 //! - [`dlq`]: the DLQ: list, inspect, replay, discard, bulk replay jobs.
+//! - [`keys`]: key rotation, audited reveal, JWKS, transformation preview.
 //! - [`lag`]: consumer lag per group and partition.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod dlq;
 pub mod endpoints;
 pub mod health;
+pub mod keys;
 pub mod lag;
 pub mod params;
 pub mod problem;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use hookline_config::Config;
+use hookline_domain::sealing::MasterKeys;
 use hookline_kafka::catalog::Catalog;
 use hookline_kafka::producer::EventProducer;
 use hookline_kafka::{KafkaError, Topics};
@@ -60,6 +63,8 @@ pub struct AppState {
     pub topics: Topics,
     /// The read models; the table set follows `projector rebuild` switches.
     pub readers: ReaderHandle,
+    /// Seal and open endpoint secrets.
+    pub master_keys: Arc<MasterKeys>,
 }
 
 /// The current reader, refreshed when a rebuild switches the active table set.
@@ -102,10 +107,12 @@ impl AppState {
         codec: Arc<Codec>,
         readiness: Readiness,
         readers: ReaderHandle,
+        master_keys: Arc<MasterKeys>,
     ) -> Result<Self, ApiError> {
         let producer = EventProducer::new(&config.kafka, "hookline-api")?;
         Ok(Self {
             readers,
+            master_keys,
             tokens: auth::Tokens::from_config(&config.api.tokens),
             topics: Topics::from_options(&config.kafka),
             config,
@@ -132,6 +139,7 @@ pub fn app(state: AppState) -> Router {
         .merge(reads::routes())
         .merge(dlq::routes())
         .merge(lag::routes())
+        .merge(keys::routes())
         .fallback(|| async { problem::ApiProblem::NotFound("route") })
         .with_state(state)
 }

@@ -43,6 +43,23 @@ pub struct Config {
     pub dispatcher: DispatcherOptions,
     pub scheduler: SchedulerOptions,
     pub projector: ProjectorOptions,
+    pub secrets: SecretsOptions,
+}
+
+/// Encryption of endpoint secrets at rest.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsOptions {
+    /// Operator master keys, `id:base64-32-bytes` comma separated; the first seals new secrets,
+    /// all of them open existing ones (rotate by prepending a new key). Required by the api and
+    /// dispatcher roles; `hookline secrets new-master-key` prints one. Never logged.
+    pub master_keys: String,
+}
+
+impl std::fmt::Debug for SecretsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsOptions").field("master_keys", &"<redacted>").finish()
+    }
 }
 
 /// Logging.

@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use hookline_config::Config;
 use hookline_domain::retry::RetryPolicy;
+use hookline_domain::sealing::MasterKeys;
 use hookline_domain::time;
+use hookline_domain::transform::TemplateEngine;
 use hookline_kafka::catalog::Catalog;
 use hookline_kafka::rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use hookline_kafka::rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -38,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::offsets::PartitionOffsets;
 use crate::outcome::{AttemptResult, Context, Output};
+use crate::request::Prepared;
 
 /// How often outcome records and offsets are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
@@ -50,6 +53,8 @@ pub enum DispatcherError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Outbound(#[from] hookline_outbound::OutboundError),
+    #[error("{0}")]
+    MasterKeys(String),
 }
 
 /// Records partitions taken away by a rebalance, for the loop to forget.
@@ -105,12 +110,19 @@ pub async fn run(
     config: Arc<Config>,
     catalog: Catalog,
     codec: Arc<Codec>,
+    master_keys: Arc<MasterKeys>,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
     tokio::select! {
         _ = catalog.wait_loaded() => {}
         _ = shutdown.cancelled() => return Ok(()),
     }
+    let endpoints = catalog.list(None);
+    let opened = request::check_master_keys(endpoints.iter().map(|e| &**e), &master_keys)
+        .map_err(DispatcherError::MasterKeys)?;
+    tracing::info!(keys = opened, "master keys open every active signing key");
+    let engine = Arc::new(TemplateEngine::default());
+    let prepared: Arc<Mutex<HashMap<String, Arc<Prepared>>>> = Arc::default();
     let kafka = &config.kafka;
     let d = &config.dispatcher;
     let topics = Topics::from_options(kafka);
@@ -157,6 +169,7 @@ pub async fn run(
         };
         let excerpt_bytes = config.dispatcher.response_excerpt_bytes;
         let done_tx = done_tx.clone();
+        let (master_keys, engine, prepared) = (master_keys.clone(), engine.clone(), prepared.clone());
         tokio::spawn(async move {
             let d = &job.delivery;
             let endpoint_id = d.envelope.endpoint_id.clone().unwrap_or_default();
@@ -172,13 +185,16 @@ pub async fn run(
                         e.disabled_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
                     ),
                 },
-                Some(e) => {
-                    let req = request::build(d, e, time::now_ms(), max_timeout);
-                    match client.post(req).await {
-                        Ok(r) => AttemptResult::Http(r),
-                        Err(err) => AttemptResult::Failed(err),
-                    }
-                }
+                Some(e) => match prepare(&prepared, e, &master_keys, &engine).await {
+                    Err(message) => AttemptResult::Permanent { kind: "config", message },
+                    Ok(p) => match request::build(d, e, p, time::now_ms(), max_timeout).await {
+                        Err(b) => AttemptResult::Permanent { kind: b.kind, message: b.message },
+                        Ok(req) => match client.post(req).await {
+                            Ok(r) => AttemptResult::Http(r),
+                            Err(err) => AttemptResult::Failed(err),
+                        },
+                    },
+                },
             };
             let ctx = Context { codec: &codec, topics: &topics, tiers_ms: &tiers, policy, excerpt_bytes };
             let outcome = match ctx.outcome(d, ep.as_deref(), result, rand::random::<f64>()) {
@@ -323,6 +339,24 @@ pub async fn run(
     }
     tracing::info!(role = "dispatcher", "stopped");
     Ok(())
+}
+
+/// The endpoint's prepared keys and template for its current version, built once per version
+/// (off the executor when it involves RSA key parsing).
+async fn prepare(
+    cache: &Mutex<HashMap<String, Arc<Prepared>>>,
+    ep: &Arc<hookline_schemas::EndpointUpserted>,
+    master: &Arc<MasterKeys>,
+    engine: &Arc<TemplateEngine>,
+) -> Result<Arc<Prepared>, String> {
+    let id = ep.envelope.endpoint_id.clone().unwrap_or_default();
+    if let Some(p) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&id).filter(|p| p.version == ep.version) {
+        return Ok(p.clone());
+    }
+    let (e, m, g) = (ep.clone(), master.clone(), engine.clone());
+    let p = Arc::new(tokio::task::spawn_blocking(move || Prepared::new(&e, &m, &g)).await.map_err(|e| e.to_string())??);
+    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(id, p.clone());
+    Ok(p)
 }
 
 fn release_slot(endpoints: &mut HashMap<String, EndpointSlots>, endpoint_id: &str) {

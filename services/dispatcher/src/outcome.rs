@@ -29,6 +29,12 @@ pub enum AttemptResult {
         kind: &'static str,
         message: String,
     },
+    /// The request could not be built (template render error, unopenable key): retrying would
+    /// fail the same way, so straight to the DLQ with the reason.
+    Permanent {
+        kind: &'static str,
+        message: String,
+    },
 }
 
 /// Everything that follows from one attempt.
@@ -74,6 +80,7 @@ impl Context<'_> {
         };
 
         // The failure facts, or success.
+        let build_failed = matches!(result, AttemptResult::Permanent { .. });
         let (kind, status, message, excerpt, duration, retry_after, gone) = match result {
             AttemptResult::Http(r) if classify(r.status) == StatusClass::Success => {
                 let ev = AttemptSucceeded {
@@ -93,9 +100,11 @@ impl Context<'_> {
                 ("http_status", Some(r.status as i32), msg, r.excerpt, r.duration, hint, gone)
             }
             AttemptResult::Failed(e) => (e.kind.as_str(), None, e.message, None, e.duration, None, false),
-            AttemptResult::NotAttempted { kind, message } => (kind, None, message, None, Duration::ZERO, None, false),
+            AttemptResult::NotAttempted { kind, message } | AttemptResult::Permanent { kind, message } => {
+                (kind, None, message, None, Duration::ZERO, None, false)
+            }
         };
-        let permanent = gone || ep.is_none() || ep.is_some_and(|e| !e.enabled);
+        let permanent = gone || build_failed || ep.is_none() || ep.is_some_and(|e| !e.enabled);
         let next = if permanent { None } else { self.policy.next_delay(attempt, unit_random, retry_after) };
         let next_at = next.map(|d| now + d.as_millis() as i64);
         let failed = AttemptFailed {
@@ -133,6 +142,8 @@ impl Context<'_> {
             None => {
                 let dlq_reason = if gone {
                     "endpoint_gone"
+                } else if build_failed {
+                    "permanent"
                 } else if ep.is_none() {
                     "endpoint_deleted"
                 } else if ep.is_some_and(|e| !e.enabled) {

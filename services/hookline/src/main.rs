@@ -53,6 +53,21 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Master keys that encrypt endpoint secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsAction {
+    /// Print a new master key entry `id:base64` for `secrets.master_keys` (prepend it to rotate).
+    NewMasterKey {
+        /// Key id (letters, digits, `-`, `_`).
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,6 +108,15 @@ fn main() -> ExitCode {
         eprintln!("hookline: {e}");
         return ExitCode::from(2);
     }
+    // Roles that seal or open endpoint secrets refuse to start without a valid master key.
+    let needs_keys = matches!(cli.command, Command::Api | Command::Dispatcher | Command::All);
+    if needs_keys && let Err(e) = hookline_domain::sealing::MasterKeys::parse(&config.secrets.master_keys) {
+        eprintln!(
+            "hookline: configuration: invalid value for key `secrets.master_keys` (HOOKLINE_SECRETS__MASTER_KEYS): {e}; \
+             `hookline secrets new-master-key` prints a new one"
+        );
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -111,6 +135,15 @@ fn main() -> ExitCode {
             Command::All => roles::run_roles(config, roles::Role::ALL).await,
             Command::Topics { action: TopicsAction::Create } => roles::create_topics(&config).await,
             Command::Schema { action: SchemaAction::Migrate } => roles::migrate(&config).await,
+            Command::Secrets { action: SecretsAction::NewMasterKey { id } } => {
+                match hookline_domain::sealing::MasterKeys::generate_entry(&id) {
+                    Ok(entry) => {
+                        println!("{}", entry.as_str());
+                        Ok(())
+                    }
+                    Err(e) => Err(anyhow::anyhow!("{e}")),
+                }
+            }
             Command::Config { action: ConfigAction::Check } => {
                 println!("{}", toml_pretty(&config));
                 Ok(())
@@ -128,8 +161,12 @@ fn main() -> ExitCode {
 }
 
 fn toml_pretty(config: &Config) -> String {
-    // serde's output of the validated struct; every key is shown, secrets are not part of it.
-    match toml::to_string_pretty(config) {
+    // serde's output of the validated struct; every key is shown, secret values redacted.
+    let mut shown = config.clone();
+    if !shown.secrets.master_keys.is_empty() {
+        shown.secrets.master_keys = "<redacted>".into();
+    }
+    match toml::to_string_pretty(&shown) {
         Ok(s) => s,
         Err(e) => format!("# cannot render config: {e}"),
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hookline_config::{Config, LogOptions};
+use hookline_domain::sealing::MasterKeys;
 use hookline_kafka::catalog::Catalog;
 use hookline_schemas::Codec;
 use tokio::task::JoinSet;
@@ -51,6 +52,12 @@ pub async fn run_roles_until(config: Arc<Config>, roles: &[Role], token: Cancell
     }
     for &role in roles {
         let (config, token, codec, catalog) = (config.clone(), token.clone(), codec.clone(), catalog.clone());
+        let keys_config = config.secrets.master_keys.clone();
+        let master_keys = move || -> anyhow::Result<Arc<MasterKeys>> {
+            MasterKeys::parse(&keys_config)
+                .map(Arc::new)
+                .map_err(|e| anyhow::anyhow!("invalid value for key `secrets.master_keys`: {e}"))
+        };
         set.spawn(async move {
             let r = match role {
                 Role::Api => {
@@ -86,15 +93,22 @@ pub async fn run_roles_until(config: Arc<Config>, roles: &[Role], token: Cancell
                     let follower = readers.clone();
                     let t = token.clone();
                     tokio::spawn(async move { follower.follow_active_set(Duration::from_secs(1), t).await });
-                    match hookline_api::AppState::new(config, catalog, codec, readiness, readers) {
+                    match hookline_api::AppState::new(
+                        config.clone(),
+                        catalog,
+                        codec,
+                        readiness,
+                        readers,
+                        master_keys()?,
+                    ) {
                         Ok(state) => hookline_api::run(state, token).await.map_err(anyhow::Error::from),
                         Err(e) => Err(e.into()),
                     }
                 }
                 Role::Router => hookline_router::run(config, catalog, codec, token).await.map_err(anyhow::Error::from),
-                Role::Dispatcher => {
-                    hookline_dispatcher::run(config, catalog, codec, token).await.map_err(anyhow::Error::from)
-                }
+                Role::Dispatcher => hookline_dispatcher::run(config, catalog, codec, master_keys()?, token)
+                    .await
+                    .map_err(anyhow::Error::from),
                 Role::Scheduler => hookline_scheduler::run(config, codec, token).await.map_err(anyhow::Error::from),
                 Role::Projector => {
                     hookline_projector::role::run(config, codec, token).await.map_err(anyhow::Error::from)

@@ -23,6 +23,23 @@ fn a_bad_config_value_exits_2_naming_the_key_and_value() {
 }
 
 #[test]
+fn roles_that_hold_secrets_refuse_to_start_without_a_valid_master_key() {
+    for (value, hint) in [("", "secrets.master_keys"), ("k1:c2hvcnQ=", "secrets.master_keys")] {
+        let out = Command::new(BIN).arg("dispatcher").env("HOOKLINE_SECRETS__MASTER_KEYS", value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{value:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(hint) && !stderr.contains("c2hvcnQ"), "{stderr}");
+    }
+    let out = Command::new(BIN).args(["secrets", "new-master-key", "--id", "k7"]).output().unwrap();
+    let entry = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(entry.starts_with("k7:") && entry.len() > 40, "{entry}");
+    // config check never prints the key.
+    let out =
+        Command::new(BIN).args(["config", "check"]).env("HOOKLINE_SECRETS__MASTER_KEYS", &entry).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&entry[3..]));
+}
+
+#[test]
 fn a_missing_config_file_is_an_error() {
     let out = Command::new(BIN).args(["--config", "/nonexistent/hookline.toml", "config", "check"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -47,6 +64,7 @@ fn all_roles_answer_healthz_and_stop_on_sigterm() {
         .env("HOOKLINE_API__LISTEN", format!("127.0.0.1:{port}"))
         .env("HOOKLINE_KAFKA__TOPIC_PREFIX", &env.config.kafka.topic_prefix)
         .env("HOOKLINE_CQL__KEYSPACE", &env.config.cql.keyspace)
+        .env("HOOKLINE_SECRETS__MASTER_KEYS", hookline_testkit::process::TEST_MASTER_KEYS)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

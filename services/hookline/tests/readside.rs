@@ -210,8 +210,11 @@ async fn a_tenant_never_sees_another_tenants_rows_and_bad_params_are_named() {
     let (code, lag) = api(&h, ADMIN_TOKEN, "GET", "/api/system/lag", None).await;
     assert_eq!(code, 200, "{lag}");
     let groups: Vec<&str> = lag["groups"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
-    assert!(groups.iter().any(|g| g.ends_with("dispatcher")) && groups.iter().any(|g| g.contains("projector")), "{lag}");
-    assert!(lag["groups"][0]["partitions"].as_array().unwrap().len() >= 1);
+    assert!(
+        groups.iter().any(|g| g.ends_with("dispatcher")) && groups.iter().any(|g| g.contains("projector")),
+        "{lag}"
+    );
+    assert!(!lag["groups"][0]["partitions"].as_array().unwrap().is_empty());
 
     // Bad parameters: 400 naming the parameter.
     for (path, param) in [

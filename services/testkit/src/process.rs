@@ -8,6 +8,8 @@ use crate::TestEnv;
 
 /// The admin token every test process accepts.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The master key test processes seal secrets with (test-only, 32 bytes of 0x2a).
+pub const TEST_MASTER_KEYS: &str = "t1:KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
 /// Tenant tokens every test process accepts: (token, tenant).
 pub const TENANT_TOKENS: &[(&str, &str)] = &[("acme-token", "acme"), ("globex-token", "globex")];
 
@@ -33,6 +35,7 @@ pub fn test_env_vars(env: &TestEnv, admin_sha256: &str) -> Vec<(String, String)>
         ("HOOKLINE_SCHEDULER__TIERS_MS".into(), "[200, 1000]".into()),
         ("HOOKLINE_LOG__LEVEL".into(), "info,hookline_dispatcher=debug".into()),
         ("HOOKLINE_API__TOKENS".into(), tokens_toml(admin_sha256)),
+        ("HOOKLINE_SECRETS__MASTER_KEYS".into(), TEST_MASTER_KEYS.into()),
     ]
 }
 
