@@ -73,6 +73,12 @@ async fn every_scheme_verifies_rotation_signs_twice_and_jwks_lists_public_keys()
         assert!(got[0].headers["webhook-signature"].starts_with(&format!("{},", scheme.tag())));
     }
 
+    // The reference Standard Webhooks library (Python `standardwebhooks`) verifies the `v1`
+    // delivery exactly as a receiver would, from the raw headers and body.
+    let hmac_ep = &created.iter().find(|c| c.0 == Scheme::HmacSha256).unwrap();
+    let got = receiver.received(&hmac_ep.1);
+    off_the_shelf_verify(hmac_ep.2["secret"].as_str().unwrap(), &got[0]);
+
     // JWKS: the asymmetric endpoints publish their public keys; HMAC ones publish none.
     let (_, ed) = (0, &created.iter().find(|c| c.0 == Scheme::Ed25519).unwrap().2);
     let (code, jwks) =
@@ -108,6 +114,45 @@ async fn every_scheme_verifies_rotation_signs_twice_and_jwks_lists_public_keys()
     let key_id = rotated["signing_keys"][1]["key_id"].as_str().unwrap();
     let (code, shown) = api(&h, "POST", &format!("/api/endpoints/{hmac_id}/keys/{key_id}/reveal"), None).await;
     assert_eq!((code, shown["secret"].as_str()), (200, Some(new_secret.as_str())));
+}
+
+fn off_the_shelf_verify(secret: &str, r: &Received) {
+    let (ok, err) = run_reference_verifier(secret, r, &r.body);
+    assert!(ok, "standardwebhooks refused our signature: {err}");
+    // And the same verifier refuses a body we did not sign, so this check can fail.
+    let mut tampered = r.body.clone();
+    tampered.push(b' ');
+    assert!(!run_reference_verifier(secret, r, &tampered).0, "the reference verifier accepted a tampered body");
+}
+
+fn run_reference_verifier(secret: &str, r: &Received, body: &[u8]) -> (bool, String) {
+    use base64::Engine as _;
+    let python = std::env::var("HOOKLINE_TEST_PYTHON")
+        .expect("HOOKLINE_TEST_PYTHON must name a Python with `standardwebhooks` installed (dev/test sets it up)");
+    let input = json!({
+        "secret": secret,
+        "headers": r.headers,
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+    });
+    let script = "import base64, json, sys\n\
+from standardwebhooks.webhooks import Webhook\n\
+d = json.load(sys.stdin)\n\
+Webhook(d['secret']).verify(base64.b64decode(d['body']), d['headers'])\n\
+print('verified')\n";
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("verified"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
