@@ -276,7 +276,7 @@ pub async fn run(
                     partitions.clear();
                     endpoints.clear();
                     generation += 1;
-                    rewind(&consumer)?;
+                    consumer::rewind_to_committed(&consumer)?;
                 }
             }
             _ = shutdown.cancelled(), if !stopping => {
@@ -311,8 +311,8 @@ pub async fn run(
                             None => "empty record".into(),
                         };
                         tracing::warn!(partition = p, offset, reason, "delivery record quarantined");
-                        let q = quarantine_record(&codec, &topics.deliveries, p, offset, msg.key(), msg.payload(), reason);
-                        if let Some(v) = q {
+                        let q = hookline_domain::quarantine::record(&topics.deliveries, p, offset, msg.key(), msg.payload(), reason);
+                        if let Ok(v) = codec.encode(&q) {
                             producer.send(&topics.quarantine, topics.deliveries.as_bytes(), &v)?;
                         }
                         part.offsets.started(offset);
@@ -403,48 +403,4 @@ fn commit(
         }
     }
     Ok(())
-}
-
-fn rewind(consumer: &Consumer_) -> Result<(), KafkaError> {
-    let assigned = consumer.assignment().map_err(|source| KafkaError::Transaction { source })?;
-    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(assigned, Duration::from_secs(10)))
-        .map_err(|source| KafkaError::Transaction { source })?;
-    for e in committed.elements() {
-        let offset = match e.offset() {
-            Offset::Invalid => Offset::Beginning,
-            o => o,
-        };
-        let _ = consumer.seek(e.topic(), e.partition(), offset, Duration::from_secs(10));
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(e.topic(), e.partition());
-        let _ = consumer.resume(&tpl);
-    }
-    Ok(())
-}
-
-fn quarantine_record(
-    codec: &Codec,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    reason: String,
-) -> Option<Vec<u8>> {
-    use hookline_schemas::{Envelope, Event, RecordQuarantined};
-    let q = RecordQuarantined {
-        envelope: Envelope {
-            event_id: hookline_domain::ids::new_event_id(),
-            record_type: RecordQuarantined::NAME.into(),
-            occurred_at: time::now_ms(),
-            ..Default::default()
-        },
-        original_topic: topic.into(),
-        original_partition: partition,
-        original_offset: offset,
-        original_key: key.map(<[u8]>::to_vec),
-        original_value: value.map(<[u8]>::to_vec),
-        reason,
-    };
-    codec.encode(&q).ok()
 }

@@ -69,29 +69,24 @@ async fn happy_path_delivers_signed_byte_exact_payload() {
     let (_, secret) = w.endpoint("/ok", &["invoice.*"]).await;
     // Whitespace and key order must survive: the body is delivered byte-exact.
     let raw = r#"{"b": 2,  "a": [1, 2.50]}"#;
-    let (code, body) = call(
+    // Sent as raw bytes so the request body is exactly what a producer wrote.
+    let request = format!(r#"{{"tenant_id":"acme","event_type":"invoice.paid","payload":{raw}}}"#);
+    let (code, body) = hookline_testkit::http::call_raw(
         w.hookline.api,
         "POST",
         "/api/webhooks/trigger",
         Some(ADMIN_TOKEN),
-        Some(
-            &serde_json::from_str::<Value>(&format!(
-                r#"{{"tenant_id":"acme","event_type":"invoice.paid","payload":{raw}}}"#
-            ))
-            .unwrap(),
-        ),
+        Some(request.into_bytes()),
     )
     .await;
-    assert_eq!(code, 202, "{body}");
+    assert_eq!(code, 202, "{}", String::from_utf8_lossy(&body));
     let got = w.receiver.wait_for("/ok", 1, WAIT).await;
     let r = &got[0];
     let key = signing::decode_secret(&secret).unwrap();
     let ts: i64 = r.headers["webhook-timestamp"].parse().unwrap();
     assert!(signing::verify_v1(&key, &r.headers["webhook-id"], ts, &r.body, &r.headers["webhook-signature"], ts, 5));
     assert_eq!(r.headers["content-type"], "application/json");
-    // serde_json re-serialised our request body, so compare as JSON, then check byte-exactness
-    // with the raw path below.
-    assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap(), serde_json::from_str::<Value>(raw).unwrap());
+    assert_eq!(r.body, raw.as_bytes(), "the JSON payload is delivered byte-exact");
     w.events.wait_for(1, WAIT, |e| matches!(e, AnyEvent::AttemptSucceeded(_))).await;
 
     // Raw bytes with their own content type arrive exactly.

@@ -20,3 +20,28 @@ pub fn base_config(kafka: &KafkaOptions, group: &str, client_id: &str) -> Client
         .set("partition.assignment.strategy", "cooperative-sticky");
     c
 }
+
+/// Seeks every assigned partition back to the group's committed offset (the beginning when
+/// none) and resumes it: after an aborted transaction, everything since the last commit is
+/// read again.
+pub fn rewind_to_committed<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::StreamConsumer<C>,
+) -> Result<(), crate::KafkaError> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let timeout = std::time::Duration::from_secs(10);
+    let assigned = consumer.assignment().map_err(|source| crate::KafkaError::Transaction { source })?;
+    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(assigned, timeout))
+        .map_err(|source| crate::KafkaError::Transaction { source })?;
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Invalid => Offset::Beginning,
+            o => o,
+        };
+        let _ = consumer.seek(e.topic(), e.partition(), offset, timeout);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(e.topic(), e.partition());
+        let _ = consumer.resume(&tpl);
+    }
+    Ok(())
+}

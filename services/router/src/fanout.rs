@@ -3,9 +3,7 @@
 use hookline_domain::{ids, subscriptions, time};
 use hookline_kafka::Topics;
 use hookline_kafka::catalog::Catalog;
-use hookline_schemas::{
-    AnyEvent, Codec, DeliveryRequested, Envelope, Event, RecordQuarantined, TriggerRequested, reason,
-};
+use hookline_schemas::{AnyEvent, Codec, DeliveryRequested, Envelope, Event, TriggerRequested, reason};
 
 /// A record to produce.
 #[derive(Debug)]
@@ -29,21 +27,7 @@ pub fn route_record(
 ) -> Vec<Output> {
     let quarantine = |reason: String| {
         tracing::warn!(topic, partition, offset, reason, "trigger quarantined");
-        let q = RecordQuarantined {
-            envelope: Envelope {
-                event_id: ids::new_event_id(),
-                record_type: RecordQuarantined::NAME.into(),
-                occurred_at: time::now_ms(),
-                tenant_id: String::new(),
-                ..Default::default()
-            },
-            original_topic: topic.into(),
-            original_partition: partition,
-            original_offset: offset,
-            original_key: key.map(<[u8]>::to_vec),
-            original_value: value.map(<[u8]>::to_vec),
-            reason,
-        };
+        let q = hookline_domain::quarantine::record(topic, partition, offset, key, value, reason);
         match codec.encode(&q) {
             Ok(v) => vec![Output { topic: topics.quarantine.clone(), key: topic.as_bytes().to_vec(), value: v }],
             Err(e) => {

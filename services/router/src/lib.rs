@@ -100,7 +100,7 @@ pub async fn run(
         if let Err(e) = producer.commit(&consumer, &offsets) {
             // The transaction was aborted: rewind to the committed positions and redo the batch.
             tracing::warn!(error = %e, "router: transaction failed; re-reading from the committed offsets");
-            rewind(&consumer)?;
+            consumer::rewind_to_committed(&consumer)?;
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
@@ -108,20 +108,5 @@ pub async fn run(
     }
     producer.abort()?;
     tracing::info!(role = "router", "stopped");
-    Ok(())
-}
-
-/// Seeks every assigned partition back to its committed offset.
-fn rewind(consumer: &StreamConsumer) -> Result<(), KafkaError> {
-    let assigned = consumer.assignment().map_err(|source| KafkaError::Transaction { source })?;
-    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(assigned, Duration::from_secs(10)))
-        .map_err(|source| KafkaError::Transaction { source })?;
-    for e in committed.elements() {
-        let offset = match e.offset() {
-            Offset::Invalid => Offset::Beginning,
-            o => o,
-        };
-        let _ = consumer.seek(e.topic(), e.partition(), offset, Duration::from_secs(10));
-    }
     Ok(())
 }

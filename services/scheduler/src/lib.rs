@@ -113,7 +113,7 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                         tracing::warn!(error = %e, "scheduler: commit failed; re-reading from the committed offsets");
                         offsets.clear();
                         waiting.clear();
-                        rewind(&consumer)?;
+                        consumer::rewind_to_committed(&consumer)?;
                     }
                 }
             }
@@ -167,23 +167,6 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
     }
     producer.commit(&consumer, &tpl)?;
     tracing::info!(role = "scheduler", "stopped");
-    Ok(())
-}
-
-fn rewind(consumer: &StreamConsumer) -> Result<(), KafkaError> {
-    let assigned = consumer.assignment().map_err(|source| KafkaError::Transaction { source })?;
-    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(assigned, Duration::from_secs(10)))
-        .map_err(|source| KafkaError::Transaction { source })?;
-    for e in committed.elements() {
-        let offset = match e.offset() {
-            Offset::Invalid => Offset::Beginning,
-            o => o,
-        };
-        let _ = consumer.seek(e.topic(), e.partition(), offset, Duration::from_secs(10));
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(e.topic(), e.partition());
-        let _ = consumer.resume(&tpl);
-    }
     Ok(())
 }
 
