@@ -11,10 +11,12 @@
 //! - [`transform`]: per-endpoint `upon` templates, compiled once and rendered with bounds.
 //! - [`endpoint`]: endpoint configuration rules.
 //! - [`commands`]: DLQ replay and discard as records to append.
+//! - [`flow`]: the token bucket and circuit breaker rules (local fallback of the Redis scripts).
 //! - [`quarantine`]: the record that sets aside an unreadable input record.
 
 pub mod commands;
 pub mod endpoint;
+pub mod flow;
 pub mod ids;
 pub mod quarantine;
 pub mod retry;

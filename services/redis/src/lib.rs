@@ -1,5 +1,16 @@
-//! Redis adapter: the only crate that talks to Redis (rate limits, circuit state, idempotency
-//! keys). Every key is prefixed with the configured `key_prefix`.
+//! Redis adapter: the only crate that talks to Redis. Every key is prefixed with the
+//! configured `key_prefix`.
+//!
+//! - [`ratelimit`]: per-endpoint token buckets (`rl:<endpoint>`), one Lua script.
+//! - [`breaker`]: per-endpoint circuit breakers (`cb:<endpoint>`), two Lua scripts.
+//! - [`idempotency`]: trigger idempotency keys (`idem:<tenant>:<key>`), `SET NX`.
+//!
+//! The scripts (`src/lua/`) implement the rules of `hookline_domain::flow`, which the
+//! dispatcher also runs locally while Redis cannot be reached.
+
+pub mod breaker;
+pub mod idempotency;
+pub mod ratelimit;
 
 use hookline_config::RedisOptions;
 use redis::aio::ConnectionManager;
