@@ -9,10 +9,12 @@
 //! - [`dlq`]: the DLQ: list, inspect, replay, discard, bulk replay jobs.
 //! - [`keys`]: key rotation, audited reveal, JWKS, transformation preview.
 //! - [`lag`]: consumer lag per group and partition.
+//! - [`circuits`]: circuit breaker state per endpoint, live from Redis.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
 pub mod auth;
+pub mod circuits;
 pub mod dlq;
 pub mod endpoints;
 pub mod health;
@@ -65,6 +67,8 @@ pub struct AppState {
     pub readers: ReaderHandle,
     /// Seal and open endpoint secrets.
     pub master_keys: Arc<MasterKeys>,
+    /// Idempotency claims and circuit states; empty until Redis first answers.
+    pub redis: Arc<std::sync::OnceLock<hookline_redis::RedisStore>>,
 }
 
 /// The current reader, refreshed when a rebuild switches the active table set.
@@ -110,7 +114,13 @@ impl AppState {
         master_keys: Arc<MasterKeys>,
     ) -> Result<Self, ApiError> {
         let producer = EventProducer::new(&config.kafka, "hookline-api")?;
+        let redis = hookline_redis::RedisStore::connect_in_background(
+            &config.redis,
+            std::time::Duration::from_millis(config.flow.redis_retry_ms),
+            CancellationToken::new(),
+        );
         Ok(Self {
+            redis,
             readers,
             master_keys,
             tokens: auth::Tokens::from_config(&config.api.tokens),
@@ -140,6 +150,7 @@ pub fn app(state: AppState) -> Router {
         .merge(dlq::routes())
         .merge(lag::routes())
         .merge(keys::routes())
+        .merge(circuits::routes())
         .fallback(|| async { problem::ApiProblem::NotFound("route") })
         .with_state(state)
 }

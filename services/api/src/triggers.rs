@@ -15,6 +15,8 @@ use hookline_schemas::{Envelope, Event, TriggerRequested};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use hookline_redis::idempotency::Claim;
+
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::ApiProblem;
@@ -69,8 +71,12 @@ async fn trigger(
 ) -> Result<impl IntoResponse, ApiProblem> {
     let Json(body) = body?;
     let record = to_record(&state, &caller, body, "")?;
-    let trigger_id = publish(&state, &record).await?;
-    Ok((StatusCode::ACCEPTED, Json(TriggerOut { trigger_id })))
+    let (trigger_id, replayed) = publish_once(&state, &record).await?;
+    let mut headers = axum::http::HeaderMap::new();
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, axum::http::HeaderValue::from_static("true"));
+    }
+    Ok((StatusCode::ACCEPTED, headers, Json(TriggerOut { trigger_id })))
 }
 
 async fn batch(
@@ -92,7 +98,7 @@ async fn batch(
         .enumerate()
         .map(|(i, t)| to_record(&state, &caller, t, &format!("events[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    let sends = records.iter().map(|r| publish(&state, r));
+    let sends = records.iter().map(|r| async { publish_once(&state, r).await.map(|(id, _)| id) });
     let trigger_ids = futures::future::try_join_all(sends).await?;
     Ok((StatusCode::ACCEPTED, Json(BatchOut { trigger_ids })))
 }
@@ -164,6 +170,70 @@ fn to_record(state: &AppState, caller: &Caller, t: TriggerIn, at: &str) -> Resul
         endpoint_ids: t.endpoint_ids,
         source: "api".into(),
     })
+}
+
+/// Set on a trigger answer that repeats an earlier trigger with the same idempotency key.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// Longest a request waits for a concurrent identical request (same idempotency key) to finish.
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Publishes `record` unless its idempotency key was used inside the window; answers the
+/// trigger id (the first one's for a repeat) and whether it is a repeat.
+///
+/// The key is claimed in Redis (`SET NX`) before publishing and released if the log refuses the
+/// record. When Redis cannot be reached the trigger is published anyway: the router's log-based
+/// dedupe still keeps a repeat from fanning out (see `hookline_router::dedupe`).
+async fn publish_once(state: &AppState, record: &TriggerRequested) -> Result<(String, bool), ApiProblem> {
+    let (Some(key), Some(store)) = (record.idempotency_key.as_deref(), state.redis.get()) else {
+        return publish(state, record).await.map(|id| (id, false));
+    };
+    let tenant = record.envelope.tenant_id.as_str();
+    let id = record.envelope.trigger_id.clone().unwrap_or_default();
+    let window = state.config.flow.idempotency_window_ms;
+    let timeout = std::time::Duration::from_millis(state.config.flow.redis_timeout_ms);
+    let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+    loop {
+        let claim = match tokio::time::timeout(timeout, store.claim(tenant, key, &id, window)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "idempotency claim failed; publishing (the router dedupes)");
+                return publish(state, record).await.map(|id| (id, false));
+            }
+            Err(_) => {
+                tracing::warn!("idempotency claim timed out; publishing (the router dedupes)");
+                return publish(state, record).await.map(|id| (id, false));
+            }
+        };
+        match claim {
+            Claim::Won => {
+                return match publish(state, record).await {
+                    Ok(id) => {
+                        if let Err(e) = store.confirm_claim(tenant, key, &id).await {
+                            tracing::warn!(error = %e, "cannot mark the idempotency claim done");
+                        }
+                        Ok((id, false))
+                    }
+                    Err(p) => {
+                        if let Err(e) = store.release_claim(tenant, key, &id).await {
+                            tracing::warn!(error = %e, "cannot release the idempotency claim");
+                        }
+                        Err(p)
+                    }
+                };
+            }
+            Claim::Taken { trigger_id, done: true } => return Ok((trigger_id, true)),
+            // Another request with this key is publishing: wait for its outcome (it either
+            // confirms, or releases the key and this request claims it on the next turn).
+            Claim::Taken { .. } if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Claim::Taken { .. } => {
+                return Err(ApiProblem::Conflict(
+                    "a request with this idempotency key is still being accepted; retry shortly".into(),
+                ));
+            }
+        }
+    }
 }
 
 async fn publish(state: &AppState, record: &TriggerRequested) -> Result<String, ApiProblem> {

@@ -43,6 +43,7 @@ pub struct Config {
     pub dispatcher: DispatcherOptions,
     pub scheduler: SchedulerOptions,
     pub projector: ProjectorOptions,
+    pub flow: FlowOptions,
     pub secrets: SecretsOptions,
 }
 
@@ -187,6 +188,49 @@ pub struct SchedulerOptions {
 pub struct ProjectorOptions {
     /// Days rows are kept (CQL TTL). Default 30.
     pub retention_days: u32,
+}
+
+/// Flow control: rate limits, circuit breakers, idempotency (state shared in Redis).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowOptions {
+    /// A rate-limited delivery waits in place for a token up to this long (ms); a longer wait
+    /// defers it (DeliveryDeferred, no attempt used). Default 1000.
+    pub rate_limit_max_wait_ms: u64,
+    /// Tokens taken from Redis per round trip cover this many ms of the endpoint's rate (at
+    /// least one token), so a busy endpoint costs a fraction of a Redis call per delivery. Default 50.
+    pub rate_limit_prefetch_ms: u64,
+    /// Share of an endpoint's rate a dispatcher uses on its own while Redis is unreachable.
+    /// Deliveries are keyed by endpoint, so one dispatcher owns an endpoint at a time and 1.0
+    /// keeps the limit exact. Default 1.0.
+    pub rate_limit_fallback_share: f64,
+    /// Sliding window of outcomes the circuit breaker judges, in ms. Default 30000.
+    pub breaker_window_ms: u64,
+    /// Fewest outcomes in the window before the failure ratio can open the circuit. Default 20.
+    pub breaker_min_requests: u32,
+    /// Failure ratio (0..1] at or above which the circuit opens. Default 0.5.
+    pub breaker_failure_ratio: f64,
+    /// First cool-down of an open circuit in ms, doubled after each failed probe. Default 30000.
+    pub breaker_cooldown_ms: u64,
+    /// Longest cool-down in ms. Default 600000 (10 min).
+    pub breaker_max_cooldown_ms: u64,
+    /// Probe deliveries let through a half-open circuit. Default 3.
+    pub breaker_probes: u32,
+    /// A circuit open (or half-open) this long disables its endpoint (EndpointDisabled), in ms.
+    /// Default 432000000 (5 days).
+    pub breaker_disable_after_ms: u64,
+    /// How often a dispatcher reports outcomes to the shared breakers, in ms. Default 250.
+    pub breaker_sync_ms: u64,
+    /// How long a trigger's idempotency key holds, in ms. Default 86400000 (24 h).
+    pub idempotency_window_ms: u64,
+    /// Most idempotency keys a router remembers per process (its log-based second line of
+    /// defence when Redis lost a key). Default 1000000.
+    pub idempotency_memory_keys: usize,
+    /// A Redis call slower than this (ms) counts as failed: the caller falls back to local
+    /// state and retries Redis after `redis_retry_ms`. Default 250.
+    pub redis_timeout_ms: u64,
+    /// After a failed Redis call, use local state this long before trying Redis again (ms). Default 1000.
+    pub redis_retry_ms: u64,
 }
 
 impl Config {
@@ -351,6 +395,64 @@ impl Config {
                 tiers,
                 "must be 1 to 20 strictly ascending delays, the first at least 100",
             ));
+        }
+        let f = &self.flow;
+        if f.rate_limit_max_wait_ms > 60_000 {
+            return Err(bad("flow.rate_limit_max_wait_ms", f.rate_limit_max_wait_ms, "must be at most 60000"));
+        }
+        if !(1..=1000).contains(&f.rate_limit_prefetch_ms) {
+            return Err(bad("flow.rate_limit_prefetch_ms", f.rate_limit_prefetch_ms, "must be between 1 and 1000"));
+        }
+        if !(f.rate_limit_fallback_share > 0.0 && f.rate_limit_fallback_share <= 1.0) {
+            return Err(bad("flow.rate_limit_fallback_share", f.rate_limit_fallback_share, "must be in (0, 1]"));
+        }
+        if !(1000..=86_400_000).contains(&f.breaker_window_ms) {
+            return Err(bad("flow.breaker_window_ms", f.breaker_window_ms, "must be between 1000 and 86400000"));
+        }
+        if !(1..=1_000_000).contains(&f.breaker_min_requests) {
+            return Err(bad("flow.breaker_min_requests", f.breaker_min_requests, "must be between 1 and 1000000"));
+        }
+        if !(f.breaker_failure_ratio > 0.0 && f.breaker_failure_ratio <= 1.0) {
+            return Err(bad("flow.breaker_failure_ratio", f.breaker_failure_ratio, "must be in (0, 1]"));
+        }
+        if !(100..=86_400_000).contains(&f.breaker_cooldown_ms) {
+            return Err(bad("flow.breaker_cooldown_ms", f.breaker_cooldown_ms, "must be between 100 and 86400000"));
+        }
+        if f.breaker_max_cooldown_ms < f.breaker_cooldown_ms || f.breaker_max_cooldown_ms > 7 * 86_400_000 {
+            return Err(bad(
+                "flow.breaker_max_cooldown_ms",
+                f.breaker_max_cooldown_ms,
+                "must be at least flow.breaker_cooldown_ms and at most 7 days",
+            ));
+        }
+        if !(1..=1000).contains(&f.breaker_probes) {
+            return Err(bad("flow.breaker_probes", f.breaker_probes, "must be between 1 and 1000"));
+        }
+        if f.breaker_disable_after_ms < 1000 {
+            return Err(bad("flow.breaker_disable_after_ms", f.breaker_disable_after_ms, "must be at least 1000"));
+        }
+        if !(10..=10_000).contains(&f.breaker_sync_ms) {
+            return Err(bad("flow.breaker_sync_ms", f.breaker_sync_ms, "must be between 10 and 10000"));
+        }
+        if !(1000..=30 * 86_400_000).contains(&f.idempotency_window_ms) {
+            return Err(bad(
+                "flow.idempotency_window_ms",
+                f.idempotency_window_ms,
+                "must be between 1000 and 2592000000 (30 days)",
+            ));
+        }
+        if !(1000..=100_000_000).contains(&f.idempotency_memory_keys) {
+            return Err(bad(
+                "flow.idempotency_memory_keys",
+                f.idempotency_memory_keys,
+                "must be between 1000 and 100000000",
+            ));
+        }
+        if !(10..=60_000).contains(&f.redis_timeout_ms) {
+            return Err(bad("flow.redis_timeout_ms", f.redis_timeout_ms, "must be between 10 and 60000"));
+        }
+        if !(10..=600_000).contains(&f.redis_retry_ms) {
+            return Err(bad("flow.redis_retry_ms", f.redis_retry_ms, "must be between 10 and 600000"));
         }
         if !(1..=3650).contains(&self.projector.retention_days) {
             return Err(bad("projector.retention_days", self.projector.retention_days, "must be between 1 and 3650"));

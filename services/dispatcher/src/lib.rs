@@ -3,6 +3,7 @@
 //! - [`offsets`]: gap-aware commit position per partition (the lowest unfinished record).
 //! - [`request`]: the signed HTTP request of one delivery.
 //! - [`outcome`]: what an attempt's result means, as records (events, retries, DLQ).
+//! - [`flow`]: the circuit breaker and rate limit in front of every attempt (shared in Redis).
 //!
 //! Concurrency: inside a partition, different endpoints proceed concurrently, each under an
 //! in-flight cap with a FIFO queue of its own, so a slow or dead endpoint never stalls the
@@ -15,6 +16,7 @@
 //! aborts the open transaction: its deliveries are attempted again (same `webhook-id`) and
 //! their outcomes are recorded once.
 
+pub mod flow;
 pub mod offsets;
 pub mod outcome;
 pub mod request;
@@ -70,6 +72,23 @@ impl ConsumerContext for RebalanceLog {
         if let Rebalance::Revoke(tpl) = r {
             let mut v = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
             v.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
+        }
+    }
+
+    fn post_rebalance(&self, _c: &hookline_kafka::rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
+        match r {
+            // Cooperative rebalances call back with empty lists when nothing changed.
+            Rebalance::Assign(tpl) if tpl.count() > 0 => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(partitions = ?parts, "dispatcher: partitions assigned");
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Revoke(tpl) if tpl.count() > 0 => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(partitions = ?parts, "dispatcher: partitions revoked");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "dispatcher: rebalance error"),
         }
     }
 }
@@ -140,6 +159,30 @@ pub async fn run(
     let max_timeout = Duration::from_millis(d.max_timeout_ms);
     let default_policy = RetryPolicy { delays_ms: d.retry_schedule_ms.clone(), jitter: d.retry_jitter };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let flow = flow::Flow::start(&config.redis, &config.flow, shutdown.clone());
+    let (changes_tx, mut changes_rx) = mpsc::unbounded_channel::<Vec<flow::BreakerChange>>();
+    let sync_every = Duration::from_millis(config.flow.breaker_sync_ms);
+    let sync_task = {
+        let (flow, stop) = (flow.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(sync_every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    // One last report after shutdown so outcomes are not forgotten.
+                    _ = stop.cancelled() => {
+                        let _ = changes_tx.send(flow.sync().await);
+                        return;
+                    }
+                }
+                let changes = flow.sync().await;
+                if !changes.is_empty() && changes_tx.send(changes).is_err() {
+                    return;
+                }
+            }
+        })
+    };
 
     let mut partitions: HashMap<i32, Partition> = HashMap::new();
     let mut endpoints: HashMap<String, EndpointSlots> = HashMap::new();
@@ -170,9 +213,38 @@ pub async fn run(
         let excerpt_bytes = config.dispatcher.response_excerpt_bytes;
         let done_tx = done_tx.clone();
         let (master_keys, engine, prepared) = (master_keys.clone(), engine.clone(), prepared.clone());
+        let flow = flow.clone();
         tokio::spawn(async move {
             let d = &job.delivery;
             let endpoint_id = d.envelope.endpoint_id.clone().unwrap_or_default();
+            if let Some(e) = ep.as_ref().filter(|e| e.enabled)
+                && let flow::Gate::Defer { cause, until_ms } =
+                    flow.gate(&endpoint_id, e.rate_limit.as_ref(), e.ordered).await
+            {
+                let outputs = match outcome::deferred(&codec, &topics, &tiers, d, cause, until_ms) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode deferral records");
+                        return;
+                    }
+                };
+                tracing::debug!(
+                    delivery_id = d.envelope.delivery_id.as_deref(),
+                    endpoint_id,
+                    cause,
+                    until_ms,
+                    "deferred"
+                );
+                let _ = done_tx.send(Done {
+                    partition: job.partition,
+                    offset: job.offset,
+                    endpoint_id,
+                    outputs,
+                    endpoint_update: None,
+                    generation,
+                });
+                return;
+            }
             let result = match &ep {
                 None => AttemptResult::NotAttempted {
                     kind: "endpoint_deleted",
@@ -196,6 +268,11 @@ pub async fn run(
                     },
                 },
             };
+            match &result {
+                AttemptResult::Http(r) => flow.record(&endpoint_id, (200..300).contains(&r.status)),
+                AttemptResult::Failed(_) => flow.record(&endpoint_id, false),
+                AttemptResult::NotAttempted { .. } | AttemptResult::Permanent { .. } => {}
+            }
             let ctx = Context { codec: &codec, topics: &topics, tiers_ms: &tiers, policy, excerpt_bytes };
             let outcome = match ctx.outcome(d, ep.as_deref(), result, rand::random::<f64>()) {
                 Ok(o) => o,
@@ -269,6 +346,24 @@ pub async fn run(
                     None => release_slot(&mut endpoints, &done.endpoint_id),
                 }
             }
+            Some(changes) = changes_rx.recv() => {
+                let now = time::now_ms();
+                for c in changes {
+                    let Some(ep) = catalog.get(&c.endpoint_id) else { continue };
+                    tracing::info!(endpoint_id = c.endpoint_id, transition = ?c.transition, "circuit breaker");
+                    match outcome::circuit_records(&codec, &topics, &ep, &c.transition, now) {
+                        Ok((records, update)) => {
+                            for o in &records {
+                                producer.send(&o.topic, &o.key, &o.value)?;
+                            }
+                            if let Some(update) = update {
+                                catalog.apply(update.into());
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot encode circuit records"),
+                    }
+                }
+            }
             _ = tick.tick() => {
                 if let Err(e) = commit(&mut producer, &consumer, &topics, &mut partitions) {
                     tracing::warn!(error = %e, "dispatcher: commit failed; restarting from the committed offsets");
@@ -336,6 +431,25 @@ pub async fn run(
                 }
             }
         }
+    }
+    // The breaker's last report: its transitions are recorded in one final commit.
+    let _ = tokio::time::timeout(Duration::from_secs(2), sync_task).await;
+    let mut last = Vec::new();
+    while let Ok(changes) = changes_rx.try_recv() {
+        last.extend(changes);
+    }
+    if !last.is_empty() {
+        let now = time::now_ms();
+        for c in last {
+            if let Some(ep) = catalog.get(&c.endpoint_id)
+                && let Ok((records, _)) = outcome::circuit_records(&codec, &topics, &ep, &c.transition, now)
+            {
+                for o in &records {
+                    producer.send(&o.topic, &o.key, &o.value)?;
+                }
+            }
+        }
+        commit(&mut producer, &consumer, &topics, &mut partitions)?;
     }
     tracing::info!(role = "dispatcher", "stopped");
     Ok(())

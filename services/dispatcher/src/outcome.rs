@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
+use hookline_domain::flow::Transition;
 use hookline_domain::retry::{RetryPolicy, StatusClass, classify, honours_retry_after};
 use hookline_domain::{ids, time};
 use hookline_kafka::Topics;
 use hookline_outbound::{AttemptError, Delivered};
 use hookline_schemas::{
-    AttemptFailed, AttemptSucceeded, Codec, CodecError, DeliveryRequested, EndpointDisabled, EndpointUpserted,
-    Envelope, Event, MovedToDLQ, reason,
+    AttemptFailed, AttemptSucceeded, CircuitClosed, CircuitOpened, Codec, CodecError, DeliveryDeferred,
+    DeliveryRequested, EndpointDisabled, EndpointUpserted, Envelope, Event, MovedToDLQ, reason,
 };
 
 /// A record to produce in the current transaction.
@@ -173,34 +174,130 @@ impl Context<'_> {
             }
         };
         if gone && let Some(ep) = ep.filter(|e| e.enabled) {
-            let disabled = EndpointDisabled {
-                envelope: Envelope {
-                    event_id: ids::new_event_id(),
-                    record_type: EndpointDisabled::NAME.into(),
-                    occurred_at: now,
-                    tenant_id: ep.envelope.tenant_id.clone(),
-                    endpoint_id: ep.envelope.endpoint_id.clone(),
-                    causation_id: Some(failed.envelope.event_id.clone()),
-                    ..Default::default()
-                },
-                reason: "gone".into(),
-            };
-            push(&self.topics.events, self.codec.encode(&disabled)?);
-            let mut update = ep.clone();
-            update.envelope = Envelope {
-                event_id: ids::new_event_id(),
-                record_type: EndpointUpserted::NAME.into(),
-                occurred_at: now,
-                causation_id: Some(disabled.envelope.event_id.clone()),
-                ..ep.envelope.clone()
-            };
-            update.enabled = false;
-            update.version += 1;
-            update.disabled_reason = Some("gone: the endpoint answered 410".into());
-            push(&self.topics.endpoints, self.codec.encode(&update)?);
+            let (records, update) = disable_records(
+                self.codec,
+                self.topics,
+                ep,
+                "gone",
+                "gone: the endpoint answered 410",
+                &failed.envelope.event_id,
+                now,
+            )?;
+            outputs.extend(records);
             endpoint_update = Some(update);
         }
         Ok(Outcome { outputs, endpoint_update, label })
+    }
+}
+
+/// EndpointDisabled and the EndpointUpserted that disables `ep` (a new version).
+pub fn disable_records(
+    codec: &Codec,
+    topics: &Topics,
+    ep: &EndpointUpserted,
+    reason: &str,
+    disabled_reason: &str,
+    causation: &str,
+    now: i64,
+) -> Result<(Vec<Output>, EndpointUpserted), CodecError> {
+    let key = ep.envelope.endpoint_id.clone().unwrap_or_default().into_bytes();
+    let disabled = EndpointDisabled {
+        envelope: Envelope {
+            event_id: ids::new_event_id(),
+            record_type: EndpointDisabled::NAME.into(),
+            occurred_at: now,
+            tenant_id: ep.envelope.tenant_id.clone(),
+            endpoint_id: ep.envelope.endpoint_id.clone(),
+            causation_id: Some(causation.to_string()),
+            ..Default::default()
+        },
+        reason: reason.into(),
+    };
+    let mut update = ep.clone();
+    update.envelope = Envelope {
+        event_id: ids::new_event_id(),
+        record_type: EndpointUpserted::NAME.into(),
+        occurred_at: now,
+        causation_id: Some(disabled.envelope.event_id.clone()),
+        ..ep.envelope.clone()
+    };
+    update.enabled = false;
+    update.version += 1;
+    update.disabled_reason = Some(disabled_reason.into());
+    let outputs = vec![
+        Output { topic: topics.events.clone(), key: key.clone(), value: codec.encode(&disabled)? },
+        Output { topic: topics.endpoints.clone(), key, value: codec.encode(&update)? },
+    ];
+    Ok((outputs, update))
+}
+
+/// A delivery flow control turned away: DeliveryDeferred, and the same delivery (same attempt
+/// number: none was used) parked until `until_ms`.
+pub fn deferred(
+    codec: &Codec,
+    topics: &Topics,
+    tiers_ms: &[u64],
+    d: &DeliveryRequested,
+    cause: &str,
+    until_ms: i64,
+) -> Result<Vec<Output>, CodecError> {
+    let now = time::now_ms();
+    let key = d.envelope.endpoint_id.clone().unwrap_or_default().into_bytes();
+    let ev =
+        DeliveryDeferred { envelope: envelope_from::<DeliveryDeferred>(d, now), cause: cause.into(), until: until_ms };
+    let mut again = d.clone();
+    again.envelope = Envelope {
+        event_id: ids::new_event_id(),
+        occurred_at: now,
+        causation_id: Some(ev.envelope.event_id.clone()),
+        ..d.envelope.clone()
+    };
+    again.not_before = Some(until_ms);
+    let topic = match tier_for((until_ms - now).max(0) as u64, tiers_ms) {
+        Some(tier) => topics.retry_tier(tier),
+        None => topics.deliveries.clone(),
+    };
+    Ok(vec![
+        Output { topic: topics.events.clone(), key: key.clone(), value: codec.encode(&ev)? },
+        Output { topic, key, value: codec.encode(&again)? },
+    ])
+}
+
+/// The records of a breaker transition of `ep`; disabling also returns the endpoint update.
+pub fn circuit_records(
+    codec: &Codec,
+    topics: &Topics,
+    ep: &EndpointUpserted,
+    t: &Transition,
+    now: i64,
+) -> Result<(Vec<Output>, Option<EndpointUpserted>), CodecError> {
+    let key = ep.envelope.endpoint_id.clone().unwrap_or_default().into_bytes();
+    let envelope = |name: &str| Envelope {
+        event_id: ids::new_event_id(),
+        record_type: name.into(),
+        occurred_at: now,
+        tenant_id: ep.envelope.tenant_id.clone(),
+        endpoint_id: ep.envelope.endpoint_id.clone(),
+        ..Default::default()
+    };
+    let one = |value| Ok((vec![Output { topic: topics.events.clone(), key: key.clone(), value }], None));
+    match *t {
+        Transition::Opened { failure_ratio, window_requests, open_until } => one(codec.encode(&CircuitOpened {
+            envelope: envelope(CircuitOpened::NAME),
+            failure_ratio,
+            window_requests: window_requests as i32,
+            open_until,
+        })?),
+        Transition::Closed { open_since } => {
+            one(codec.encode(&CircuitClosed { envelope: envelope(CircuitClosed::NAME), open_since })?)
+        }
+        Transition::Disable { open_since } if ep.enabled => {
+            let reason = format!("circuit open since {open_since} (ms), longer than the breaker allows");
+            let (out, update) =
+                disable_records(codec, topics, ep, "circuit_open", &reason, &ep.envelope.event_id, now)?;
+            Ok((out, Some(update)))
+        }
+        Transition::Disable { .. } => Ok((Vec::new(), None)),
     }
 }
 

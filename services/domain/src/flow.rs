@@ -16,9 +16,10 @@ pub struct TokenBucket {
 /// What a take from a bucket gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
-    /// Tokens taken, at most the number wanted; 0 when the bucket holds less than one.
+    /// Tokens taken (at most the number wanted), usable after `wait_ms`.
     pub granted: u32,
-    /// When nothing was granted: milliseconds until one token is there.
+    /// With tokens granted: how long until they may be used (a reservation, 0 = now).
+    /// With none: how long until one token is there.
     pub wait_ms: u64,
 }
 
@@ -27,10 +28,14 @@ impl TokenBucket {
         Self { tokens: 0.0, at_us: None }
     }
 
-    /// Refills for the time since the last take, then takes up to `want` whole tokens.
-    pub fn take(&mut self, rate: f64, burst: u32, want: u32, now_us: i64) -> Grant {
+    /// Refills for the time since the last take, then takes up to `want` whole tokens. When
+    /// less than one is there, reserves `want` tokens ahead (the bucket goes into debt) if they
+    /// will be there within `max_wait_ms`, so a caller at the limit makes one call per `want`
+    /// tokens and sleeps exactly until they are due.
+    pub fn take(&mut self, rate: f64, burst: u32, want: u32, max_wait_ms: u64, now_us: i64) -> Grant {
         let burst = f64::from(burst.max(1));
         let rate = rate.max(1e-6);
+        let want = want.max(1);
         match self.at_us {
             None => {
                 self.tokens = burst;
@@ -42,13 +47,17 @@ impl TokenBucket {
             }
             Some(_) => {}
         }
-        let granted = (self.tokens.floor().max(0.0) as u32).min(want);
-        if granted > 0 {
+        if self.tokens >= 1.0 {
+            let granted = (self.tokens.floor() as u32).min(want);
             self.tokens -= f64::from(granted);
-            Grant { granted, wait_ms: 0 }
-        } else {
-            Grant { granted: 0, wait_ms: ((1.0 - self.tokens) * 1000.0 / rate).ceil().max(1.0) as u64 }
+            return Grant { granted, wait_ms: 0 };
         }
+        let reserve_ms = ((f64::from(want) - self.tokens) * 1000.0 / rate).ceil().max(1.0) as u64;
+        if reserve_ms <= max_wait_ms {
+            self.tokens -= f64::from(want);
+            return Grant { granted: want, wait_ms: reserve_ms };
+        }
+        Grant { granted: 0, wait_ms: ((1.0 - self.tokens) * 1000.0 / rate).ceil().max(1.0) as u64 }
     }
 }
 
@@ -79,8 +88,9 @@ pub struct BreakerPolicy {
 /// Number of buckets the sliding window is split into.
 pub const WINDOW_BUCKETS: i64 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CircuitState {
+    #[default]
     Closed,
     Open,
     HalfOpen,
@@ -260,24 +270,48 @@ mod tests {
     #[test]
     fn a_new_bucket_is_full_and_refills_at_the_rate() {
         let mut b = TokenBucket::new();
-        assert_eq!(b.take(10.0, 5, 100, 0), Grant { granted: 5, wait_ms: 0 });
-        assert_eq!(b.take(10.0, 5, 1, 0), Grant { granted: 0, wait_ms: 100 });
-        assert_eq!(b.take(10.0, 5, 1, 50_000), Grant { granted: 0, wait_ms: 50 });
-        assert_eq!(b.take(10.0, 5, 3, 100_000), Grant { granted: 1, wait_ms: 0 });
+        assert_eq!(b.take(10.0, 5, 100, 0, 0), Grant { granted: 5, wait_ms: 0 });
+        // Empty, and no wait allowed: nothing, with the time until one token.
+        assert_eq!(b.take(10.0, 5, 1, 0, 0), Grant { granted: 0, wait_ms: 100 });
+        assert_eq!(b.take(10.0, 5, 1, 0, 50_000), Grant { granted: 0, wait_ms: 50 });
+        assert_eq!(b.take(10.0, 5, 3, 0, 100_000), Grant { granted: 1, wait_ms: 0 });
         // Never above burst, however long idle.
-        assert_eq!(b.take(10.0, 5, 100, 100_000_000), Grant { granted: 5, wait_ms: 0 });
+        assert_eq!(b.take(10.0, 5, 100, 0, 100_000_000), Grant { granted: 5, wait_ms: 0 });
         // A clock going backwards refills nothing.
-        assert_eq!(b.take(10.0, 5, 1, 1), Grant { granted: 0, wait_ms: 100 });
+        assert_eq!(b.take(10.0, 5, 1, 0, 1), Grant { granted: 0, wait_ms: 100 });
+    }
+
+    #[test]
+    fn an_empty_bucket_reserves_ahead_within_the_allowed_wait() {
+        let mut b = TokenBucket::new();
+        b.take(10.0, 5, 5, 0, 0);
+        assert_eq!(b.take(10.0, 5, 3, 1_000, 0), Grant { granted: 3, wait_ms: 300 });
+        // The next caller queues behind the reservation.
+        assert_eq!(b.take(10.0, 5, 2, 1_000, 0), Grant { granted: 2, wait_ms: 500 });
+        assert_eq!(b.take(10.0, 5, 2, 400, 0), Grant { granted: 0, wait_ms: 600 });
     }
 
     #[test]
     fn over_a_long_run_the_bucket_grants_rate_times_time_plus_burst() {
-        let mut b = TokenBucket::new();
-        let mut total = 0u64;
-        for ms in 0..30_000i64 {
-            total += u64::from(b.take(100.0, 10, 4, ms * 1000).granted);
+        for max_wait in [0, 50, 1_000] {
+            let mut b = TokenBucket::new();
+            let (mut total, mut calls, mut now_ms) = (0u64, 0u64, 0i64);
+            // A greedy caller that sleeps exactly as told.
+            while now_ms < 30_000 {
+                let g = b.take(100.0, 10, 4, max_wait, now_ms * 1000);
+                calls += 1;
+                if g.granted > 0 {
+                    total += u64::from(g.granted);
+                    now_ms += g.wait_ms as i64;
+                } else {
+                    now_ms += g.wait_ms.max(1) as i64;
+                }
+            }
+            assert!((2_995..=3_015).contains(&total), "max_wait {max_wait}: {total}");
+            if max_wait >= 50 {
+                assert!(calls * 3 < total, "max_wait {max_wait}: {calls} calls for {total} tokens");
+            }
         }
-        assert!((2_999..=3_010).contains(&total), "{total}");
     }
 
     #[test]

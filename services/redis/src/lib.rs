@@ -55,6 +55,38 @@ impl RedisStore {
         self.conn.clone()
     }
 
+    /// Connects in the background, retrying every `retry` until it succeeds or `shutdown`; the
+    /// cell is empty until then (callers run on local state meanwhile). The first failure is
+    /// logged as a warning, later ones at debug.
+    pub fn connect_in_background(
+        opts: &RedisOptions,
+        retry: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::sync::Arc<std::sync::OnceLock<RedisStore>> {
+        let cell: std::sync::Arc<std::sync::OnceLock<RedisStore>> = std::sync::Arc::default();
+        let (opts, out) = (opts.clone(), cell.clone());
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match RedisStore::connect(&opts).await {
+                    Ok(s) => {
+                        let _ = cell.set(s);
+                        tracing::info!(failures, "connected to redis");
+                        return;
+                    }
+                    Err(e) if failures == 0 => tracing::warn!(error = %e, "cannot connect to redis yet; retrying"),
+                    Err(e) => tracing::debug!(error = %e, "cannot connect to redis yet; retrying"),
+                }
+                failures += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(retry) => {}
+                }
+            }
+        });
+        out
+    }
+
     pub async fn ping(&self) -> Result<(), RedisError> {
         let mut c = self.conn.clone();
         redis::cmd("PING")

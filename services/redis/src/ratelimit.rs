@@ -10,7 +10,8 @@ use crate::{RedisError, RedisStore};
 static TAKE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lua/take_tokens.lua")));
 
 impl RedisStore {
-    /// Takes up to `want` tokens from the endpoint's bucket (`rate` per second, `burst` deep).
+    /// Takes up to `want` tokens from the endpoint's bucket (`rate` per second, `burst` deep),
+    /// reserving ahead within `max_wait_ms` when it is empty (see `TokenBucket::take`).
     /// `now_us` is for tests; `None` uses the Redis server's clock, shared by every dispatcher.
     pub async fn take_tokens(
         &self,
@@ -18,6 +19,7 @@ impl RedisStore {
         rate: f64,
         burst: u32,
         want: u32,
+        max_wait_ms: u64,
         now_us: Option<i64>,
     ) -> Result<Grant, RedisError> {
         let mut c = self.connection();
@@ -27,6 +29,7 @@ impl RedisStore {
             .arg(rate)
             .arg(burst)
             .arg(want)
+            .arg(max_wait_ms)
             .arg(now)
             .invoke_async(&mut c)
             .await

@@ -31,8 +31,9 @@ async fn the_bucket_script_takes_exactly_like_the_local_bucket() {
     for i in 0..500 {
         now_us += rng.random_range(0..30_000);
         let want = rng.random_range(1..6);
-        let remote = store.take_tokens("ep1", 100.0, 10, want, Some(now_us)).await.unwrap();
-        assert_eq!(remote, local.take(100.0, 10, want, now_us), "step {i} at {now_us}");
+        let max_wait = [0, 20, 100][rng.random_range(0..3)];
+        let remote = store.take_tokens("ep1", 100.0, 10, want, max_wait, Some(now_us)).await.unwrap();
+        assert_eq!(remote, local.take(100.0, 10, want, max_wait, now_us), "step {i} at {now_us}");
     }
 }
 

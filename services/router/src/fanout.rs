@@ -1,5 +1,6 @@
 //! One trigger record in, its output records out. Pure apart from reading the catalog.
 
+use crate::dedupe::{Dedupe, Verdict};
 use hookline_domain::{ids, subscriptions, time};
 use hookline_kafka::Topics;
 use hookline_kafka::catalog::Catalog;
@@ -13,9 +14,11 @@ pub struct Output {
     pub value: Vec<u8>,
 }
 
-/// Routes one record of the triggers topic.
+/// Routes one record of the triggers topic. With `dedupe`, a keyed trigger whose key was
+/// fanned out inside the window gives no records.
 #[allow(clippy::too_many_arguments)]
 pub fn route_record(
+    dedupe: Option<&mut Dedupe>,
     catalog: &Catalog,
     codec: &Codec,
     topics: &Topics,
@@ -48,6 +51,25 @@ pub fn route_record(
     let trigger_id =
         trigger.envelope.trigger_id.clone().unwrap_or_else(|| ids::trigger_id_from_position(topic, partition, offset));
     let tenant = &trigger.envelope.tenant_id;
+    if let Some(d) = dedupe
+        && let Verdict::Duplicate { first_trigger_id } = d.check(
+            partition,
+            offset,
+            tenant,
+            trigger.idempotency_key.as_deref(),
+            &trigger_id,
+            trigger.envelope.occurred_at,
+        )
+    {
+        tracing::info!(
+            trigger_id,
+            first_trigger_id,
+            partition,
+            offset,
+            "duplicate trigger (idempotency key); no fan-out"
+        );
+        return vec![];
+    }
     let targets = match &trigger.endpoint_ids {
         Some(explicit) => explicit
             .iter()

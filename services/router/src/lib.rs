@@ -5,9 +5,12 @@
 //! - Delivery ids derive from (trigger id, endpoint id), so re-processing never creates a
 //!   second delivery; a trigger written straight to Kafka without an id gets one derived from
 //!   its log position.
+//! - A keyed trigger (idempotency key) repeated inside the window fans out to nothing
+//!   ([`dedupe`]), whatever happened to the API's Redis claim.
 //! - A record that cannot be decoded or is not a valid trigger goes to the quarantine topic
 //!   with the reason and its original position; the partition moves on.
 
+pub mod dedupe;
 mod fanout;
 
 use std::sync::Arc;
@@ -56,6 +59,7 @@ pub async fn run(
         .subscribe(&[&topics.triggers])
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     let mut producer = TxnProducer::new(kafka, &hookline_kafka::txn::transactional_id(kafka, "router"))?;
+    let mut dedupe = dedupe::Dedupe::new(config.flow.idempotency_window_ms, config.flow.idempotency_memory_keys);
     tracing::info!(role = "router", topic = topics.triggers, "started");
 
     loop {
@@ -81,7 +85,25 @@ pub async fn run(
                     continue;
                 }
             };
+            if let Some(from) = dedupe.needs_restore(msg.partition(), msg.offset()) {
+                let (topic, p, until) = (msg.topic().to_string(), msg.partition(), msg.offset());
+                let started = std::time::Instant::now();
+                match tokio::task::block_in_place(|| dedupe.restore(kafka, &codec, &topic, p, from, until)) {
+                    Ok(n) => tracing::info!(
+                        partition = p,
+                        keys = n,
+                        ms = started.elapsed().as_millis() as u64,
+                        "router: idempotency keys read back from the log"
+                    ),
+                    Err(e) => tracing::warn!(
+                        partition = p,
+                        error = e,
+                        "router: cannot read idempotency keys back; Redis claims alone protect this range"
+                    ),
+                }
+            }
             let out = route_record(
+                Some(&mut dedupe),
                 &catalog,
                 &codec,
                 &topics,
