@@ -9,19 +9,25 @@
 //! - [`dlq`]: the DLQ: list, inspect, replay, discard, bulk replay jobs.
 //! - [`keys`]: key rotation, audited reveal, JWKS, transformation preview.
 //! - [`lag`]: consumer lag per group and partition.
+//! - [`dlq_view`]: DLQ search by id and the request an entry's attempts sent (for the viewer).
+//! - [`overview`]: the health dashboard's data (per endpoint and per minute).
+//! - [`ui`]: the DLQ viewer and health dashboard pages under `/ui/`, with session sign-in.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
 pub mod auth;
 pub mod dlq;
+pub mod dlq_view;
 pub mod endpoints;
 pub mod health;
 pub mod keys;
 pub mod lag;
+pub mod overview;
 pub mod params;
 pub mod problem;
 pub mod reads;
 pub mod triggers;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -140,6 +146,9 @@ pub fn app(state: AppState) -> Router {
         .merge(dlq::routes())
         .merge(lag::routes())
         .merge(keys::routes())
+        .merge(dlq_view::routes())
+        .merge(overview::routes())
+        .merge(ui::routes())
         .fallback(|| async { problem::ApiProblem::NotFound("route") })
         .with_state(state)
 }
