@@ -424,7 +424,7 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
             run!(&st.endpoint_delete, (ts(at, 1), tenant, endpoint));
         }
         AnyEvent::CircuitOpened(o) if !endpoint.is_empty() => {
-            let values = (Some(o.open_until).map(CqlTimestamp), Some(o.failure_ratio), Some(o.window_requests));
+            let values = (Some(CqlTimestamp(o.open_until)), Some(o.failure_ratio), Some(o.window_requests));
             run!(&st.circuit, (ts(at, 6), tenant, circuit::OPEN, now, values.0, values.1, values.2, endpoint));
         }
         AnyEvent::CircuitClosed(_) if !endpoint.is_empty() => {

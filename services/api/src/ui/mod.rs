@@ -99,7 +99,9 @@ fn page_headers(status: StatusCode, body: String) -> Response {
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff"));
-    h.insert(HeaderName::from_static("referrer-policy"), HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it browsers send `Origin: null` with form posts, which the
+    // same-origin check of sign-in and sign-out must refuse.
+    h.insert(HeaderName::from_static("referrer-policy"), HeaderValue::from_static("same-origin"));
     r
 }
 

@@ -22,6 +22,7 @@ let nextCursor = null;
 let shown = []; // entries on the page
 let openId = null; // entry shown in the detail panel
 let lastFocus = null;
+let loadSeq = 0; // answers of superseded loads are dropped
 
 function tenant() { return isAdmin ? $('f-tenant').value : ownTenant; }
 
@@ -88,9 +89,15 @@ async function init() {
   });
   form.addEventListener('submit', (ev) => { ev.preventDefault(); restart(); });
   $('reset').addEventListener('click', () => {
-    form.reset();
+    // Explicit defaults (the tenant stays): form.reset() keeps dynamically chosen options.
+    $('f-endpoint').value = '';
+    $('f-type').value = '';
+    $('f-range').value = '604800000';
+    $('f-since').value = '';
+    $('f-until').value = '';
+    $('f-q').value = '';
+    $('f-limit').value = '50';
     $('custom-range').hidden = true;
-    fillEndpoints();
     restart();
   });
   $('prev').addEventListener('click', () => { if (cursors.length > 1) { cursors.pop(); load(); } });
@@ -128,14 +135,17 @@ async function load(consistency) {
     path = '/api/webhooks/dlq?' + p;
   }
   table.setAttribute('aria-busy', 'true');
+  const seq = ++loadSeq;
   try {
     const page = await api(path);
+    if (seq !== loadSeq) return;
     nextCursor = q ? null : (page.data.length ? page.next_cursor : null);
     let empty = 'No open DLQ entries match these filters. Widen the time range or clear a filter; entries appear here when a delivery runs out of retries.';
     if (q) empty = `No open entry id or delivery id contains “${q}” (${page.scanned} entries searched${page.truncated ? ', search stopped at its limit: narrow the filters' : ''}).`;
     showRows(page.data, empty);
     if (q && page.truncated) say(statusEl, `Searched the newest ${page.scanned} entries only; narrow the filters to search further back.`, 'info');
   } catch (e) {
+    if (seq !== loadSeq) return;
     showRows([], '');
     say(statusEl, `Could not load the DLQ: ${e.message}`, 'error');
   } finally {
@@ -143,14 +153,18 @@ async function load(consistency) {
   }
 }
 
+// Entry ids are time-ordered UUIDs: their ends tell entries apart.
+const SHORT_ID_CHARS = 12;
+function shortId(id) { return id.length > SHORT_ID_CHARS + 1 ? `…${id.slice(-SHORT_ID_CHARS)}` : id; }
+
 function showRows(rows, emptyText) {
   shown = rows;
   clear(tbody);
   for (const r of rows) {
     const err = [r.last_error_kind, r.last_status_code].filter((x) => x !== null && x !== undefined && x !== '').join(' ');
     tbody.append(h('tr', { 'data-id': r.id },
-      h('td', {}, h('button', { type: 'button', class: 'link mono', 'aria-label': `Show entry ${r.id}`, on: { click: (ev) => { lastFocus = ev.currentTarget; showDetail(r.id); } } }, r.id)),
-      h('td', {}, fmtTime(r.moved_at)),
+      h('td', {}, h('button', { type: 'button', class: 'link mono', title: r.id, 'aria-label': `Show entry ${r.id}`, on: { click: (ev) => { lastFocus = ev.currentTarget; showDetail(r.id); } } }, shortId(r.id))),
+      h('td', { class: 'nowrap' }, fmtTime(r.moved_at)),
       h('td', { title: r.endpoint_id || '' }, endpointLabel(r.endpoint_id)),
       h('td', {}, r.event_type || '—'),
       h('td', {}, err || '—'),
@@ -339,7 +353,7 @@ async function showDetail(id) {
   for (const a of d.attempts) {
     ab.append(h('tr', { class: a.outcome === 'succeeded' ? 'ok' : 'bad' },
       h('td', {}, a.attempt),
-      h('td', {}, fmtTime(a.occurred_at)),
+      h('td', { class: 'nowrap' }, fmtTime(a.occurred_at)),
       h('td', {}, a.outcome || '—'),
       h('td', {}, a.status_code ?? '—'),
       h('td', { class: 'num' }, a.duration_ms === null || a.duration_ms === undefined ? '—' : `${a.duration_ms} ms`),
