@@ -10,6 +10,7 @@ const S = JSON.parse(process.env.UI_SCENARIO);
 const ART = process.env.UI_ARTIFACTS;
 const TIMEOUT = 30_000; // longest wait for any one condition
 const VIEWPORT = { width: 1366, height: 860 }; // a laptop screen
+const README_VIEWPORT = { width: 1280, height: 760 };
 
 function log(msg) { console.log(`[ui] ${msg}`); }
 function assert(cond, msg) { if (!cond) throw new Error(`assertion failed: ${msg}`); }
@@ -37,6 +38,14 @@ const rowsOf = (page, url) => rows(page).filter({ hasText: url });
 
 async function shot(page, name) {
   await page.screenshot({ path: path.join(ART, name), fullPage: true });
+  log(`screenshot ${name}`);
+}
+
+// A smaller picture for the README (docs/img/, reduced to 128 colours there to stay small).
+async function readmeShot(page, name, fullPage = false) {
+  await page.setViewportSize(README_VIEWPORT);
+  await page.screenshot({ path: path.join(ART, name), fullPage });
+  await page.setViewportSize(VIEWPORT);
   log(`screenshot ${name}`);
 }
 
@@ -97,6 +106,7 @@ async function dlqSteps(page) {
   assert(headers.includes('webhook-id') && headers.includes('webhook-signature') && headers.includes('content-type'), `headers shown: ${headers}`);
   assert(await page.isVisible('#detail-replay') && await page.isVisible('#detail-discard'), 'replay and discard offered');
   await shot(page, 'dlq-detail.png');
+  await readmeShot(page, 'readme-dlq.png');
 
   log('fix the endpoint, replay, the entry leaves the list');
   await control('POST', '/receiver/orders/status/200');
@@ -198,6 +208,7 @@ async function dashboardSteps(page) {
   });
   await until('auto-refresh stamp', async () => (await page.textContent('#updated')).startsWith('Updated'));
   await shot(page, 'health.png');
+  await readmeShot(page, 'readme-health.png', true);
 
   log('sign out; the pages and the API refuse the browser again');
   await page.click('.signout button');

@@ -153,6 +153,12 @@ async function load(consistency) {
   }
 }
 
+// A time that wraps only between its date and its clock.
+function when(ms) {
+  const [date, clock] = fmtTime(ms).split(' ');
+  return clock ? [h('span', { class: 'nowrap' }, date), ' ', h('span', { class: 'nowrap' }, clock)] : date;
+}
+
 // Entry ids are time-ordered UUIDs: their ends tell entries apart.
 const SHORT_ID_CHARS = 12;
 function shortId(id) { return id.length > SHORT_ID_CHARS + 1 ? `…${id.slice(-SHORT_ID_CHARS)}` : id; }
@@ -164,8 +170,8 @@ function showRows(rows, emptyText) {
     const err = [r.last_error_kind, r.last_status_code].filter((x) => x !== null && x !== undefined && x !== '').join(' ');
     tbody.append(h('tr', { 'data-id': r.id },
       h('td', {}, h('button', { type: 'button', class: 'link mono', title: r.id, 'aria-label': `Show entry ${r.id}`, on: { click: (ev) => { lastFocus = ev.currentTarget; showDetail(r.id); } } }, shortId(r.id))),
-      h('td', { class: 'nowrap' }, fmtTime(r.moved_at)),
-      h('td', { title: r.endpoint_id || '' }, endpointLabel(r.endpoint_id)),
+      h('td', {}, when(r.moved_at)),
+      h('td', { title: r.endpoint_id || '', class: 'url' }, endpointLabel(r.endpoint_id)),
       h('td', {}, r.event_type || '—'),
       h('td', {}, err || '—'),
       h('td', { class: 'row-actions' },
@@ -353,7 +359,7 @@ async function showDetail(id) {
   for (const a of d.attempts) {
     ab.append(h('tr', { class: a.outcome === 'succeeded' ? 'ok' : 'bad' },
       h('td', {}, a.attempt),
-      h('td', { class: 'nowrap' }, fmtTime(a.occurred_at)),
+      h('td', {}, when(a.occurred_at)),
       h('td', {}, a.outcome || '—'),
       h('td', {}, a.status_code ?? '—'),
       h('td', { class: 'num' }, a.duration_ms === null || a.duration_ms === undefined ? '—' : `${a.duration_ms} ms`),
