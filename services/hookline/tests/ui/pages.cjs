@@ -147,6 +147,17 @@ async function dlqSteps(page) {
   await page.click('#reset');
   await until('one entry left overall', async () => (await rows(page).count()) === 1);
 
+  log('search by part of an id');
+  const lastId = await rows(page).first().getAttribute('data-id');
+  await page.fill('#f-q', lastId.slice(-8));
+  await page.press('#f-q', 'Enter');
+  await until('the entry is found', async () => (await page.textContent('#page-no')) === 'Search results' && (await page.locator(`#dlq-table tr[data-id="${lastId}"]`).count()) === 1);
+  await page.fill('#f-q', 'no-such-id');
+  await page.press('#f-q', 'Enter');
+  await until('nothing found, and it says so', async () => (await page.isVisible('#empty')) && (await page.textContent('#empty')).includes('contains “no-such-id”'));
+  await page.click('#reset');
+  await until('the list again', async () => (await rows(page).count()) === 1);
+
   log('a cookie session cannot change state without the CSRF header');
   const statuses = await page.evaluate(async () => {
     const bare = await fetch('/api/webhooks/dlq/unknown/replay', { method: 'POST' });
