@@ -32,6 +32,12 @@ pub mod dlq_state {
     pub const DISCARDED: &str = "discarded";
 }
 
+/// Circuit breaker states shown by the API (`endpoint_state.circuit_state`; absent = never opened).
+pub mod circuit {
+    pub const OPEN: &str = "open";
+    pub const CLOSED: &str = "closed";
+}
+
 /// Prepared statements of one table set.
 pub struct Statements {
     delivery_requested: PreparedStatement,
@@ -48,6 +54,11 @@ pub struct Statements {
     dlq_unlist: PreparedStatement,
     endpoint_upsert: PreparedStatement,
     endpoint_delete: PreparedStatement,
+    circuit: PreparedStatement,
+    endpoint_disabled: PreparedStatement,
+    deferred: PreparedStatement,
+    pub dlq_open: PreparedStatement,
+    pub read_dlq_open: PreparedStatement,
     pub health: PreparedStatement,
     pub checkpoint: PreparedStatement,
     pub read_health: PreparedStatement,
@@ -134,9 +145,27 @@ impl Statements {
                 "DELETE FROM {ks}.endpoints{s} USING TIMESTAMP ? WHERE tenant_id = ? AND endpoint_id = ?"
             ))
             .await?,
+            circuit: p(format!(
+                "UPDATE {ks}.endpoint_state{s} USING TIMESTAMP ? SET tenant_id = ?, circuit_state = ?, \
+                 circuit_since = ?, circuit_open_until = ?, circuit_failure_ratio = ?, circuit_window_requests = ? \
+                 WHERE endpoint_id = ?"
+            ))
+            .await?,
+            endpoint_disabled: p(format!(
+                "UPDATE {ks}.endpoint_state{s} USING TIMESTAMP ? SET tenant_id = ?, disabled_at = ?, \
+                 disabled_reason = ? WHERE endpoint_id = ?"
+            ))
+            .await?,
+            deferred: p(format!(
+                "UPDATE {ks}.endpoint_state{s} USING TIMESTAMP ? SET tenant_id = ?, last_deferred_at = ?, \
+                 last_deferred_cause = ?, deferred_until = ? WHERE endpoint_id = ?"
+            ))
+            .await?,
+            dlq_open: p(format!("UPDATE {ks}.endpoint_state{s} SET dlq_open = ? WHERE endpoint_id = ?")).await?,
+            read_dlq_open: p(format!("SELECT dlq_open FROM {ks}.endpoint_state{s} WHERE endpoint_id = ?")).await?,
             health: p(format!(
                 "UPDATE {ks}.endpoint_health{s} USING TTL ? SET successes = ?, failures = ?, latency_sum_ms = ?, \
-                 latency_buckets = ? WHERE endpoint_id = ? AND bucket = ? AND minute = ?"
+                 latency_buckets = ?, deferred = ?, dead_lettered = ? WHERE endpoint_id = ? AND bucket = ? AND minute = ?"
             ))
             .await?,
             checkpoint: p(format!(
@@ -144,7 +173,8 @@ impl Statements {
             ))
             .await?,
             read_health: p(format!(
-                "SELECT successes, failures, latency_sum_ms, latency_buckets FROM {ks}.endpoint_health{s} \
+                "SELECT successes, failures, latency_sum_ms, latency_buckets, deferred, dead_lettered \
+                 FROM {ks}.endpoint_health{s} \
                  WHERE endpoint_id = ? AND bucket = ? AND minute = ?"
             ))
             .await?,
@@ -392,6 +422,23 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
         }
         AnyEvent::EndpointDeleted(_) => {
             run!(&st.endpoint_delete, (ts(at, 1), tenant, endpoint));
+        }
+        AnyEvent::CircuitOpened(o) if !endpoint.is_empty() => {
+            let values = (Some(CqlTimestamp(o.open_until)), Some(o.failure_ratio), Some(o.window_requests));
+            run!(&st.circuit, (ts(at, 6), tenant, circuit::OPEN, now, values.0, values.1, values.2, endpoint));
+        }
+        AnyEvent::CircuitClosed(_) if !endpoint.is_empty() => {
+            // Outranks an opening of the same millisecond: a close follows the open it ends.
+            run!(
+                &st.circuit,
+                (ts(at, 7), tenant, circuit::CLOSED, now, None::<CqlTimestamp>, None::<f64>, None::<i32>, endpoint)
+            );
+        }
+        AnyEvent::EndpointDisabled(d) if !endpoint.is_empty() => {
+            run!(&st.endpoint_disabled, (ts(at, 2), tenant, now, &d.reason, endpoint));
+        }
+        AnyEvent::DeliveryDeferred(d) if !endpoint.is_empty() => {
+            run!(&st.deferred, (ts(at, 0), tenant, now, &d.cause, CqlTimestamp(d.until), endpoint));
         }
         _ => {}
     }

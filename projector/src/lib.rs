@@ -4,7 +4,9 @@
 //! - [`store`]: the CQL adapter (session, prepared statements).
 //! - [`schema`]: keyspace and table definitions; `hookline schema migrate`.
 //! - [`apply`]: events to idempotent row writes.
-//! - [`role`]: the projector loop, health aggregates checkpointed with the consumer position.
+//! - [`role`]: the projector loop; health aggregates and open-DLQ counts checkpointed with the
+//!   consumer position.
+//! - [`query`]: reads for the API (lists, health, endpoint flow-control state).
 
 pub mod apply;
 pub mod query;

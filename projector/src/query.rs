@@ -97,6 +97,30 @@ pub struct HealthMinute {
     pub failures: i32,
     pub latency_sum_ms: i64,
     pub latency_buckets: Vec<i32>,
+    /// Deliveries postponed without an attempt (rate limited, circuit open).
+    pub deferred: i32,
+    /// Messages moved to the DLQ.
+    pub dead_lettered: i32,
+}
+
+/// Flow-control state of one endpoint, from its events.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct EndpointState {
+    pub endpoint_id: String,
+    /// `open`, `closed`, or `None` when the circuit never opened.
+    pub circuit_state: Option<String>,
+    /// When the circuit last changed state.
+    pub circuit_since: Option<i64>,
+    pub circuit_open_until: Option<i64>,
+    pub circuit_failure_ratio: Option<f64>,
+    pub circuit_window_requests: Option<i32>,
+    pub disabled_at: Option<i64>,
+    pub disabled_reason: Option<String>,
+    pub last_deferred_at: Option<i64>,
+    pub last_deferred_cause: Option<String>,
+    pub deferred_until: Option<i64>,
+    /// Open DLQ entries (moved minus replayed and discarded).
+    pub dlq_open: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -485,13 +509,14 @@ impl Reader {
         let from = now - window_minutes * 60_000;
         let table = self.t("endpoint_health");
         let q = format!(
-            "SELECT minute, successes, failures, latency_sum_ms, latency_buckets FROM {table} \
-             WHERE endpoint_id = ? AND bucket = ? AND minute >= ?"
+            "SELECT minute, successes, failures, latency_sum_ms, latency_buckets, deferred, dead_lettered \
+             FROM {table} WHERE endpoint_id = ? AND bucket = ? AND minute >= ?"
         );
         let mut minutes = Vec::new();
         let mut b = now / HEALTH_BUCKET_MS;
         while b >= from / HEALTH_BUCKET_MS {
-            type Row = (CqlTimestamp, Option<i32>, Option<i32>, Option<i64>, Option<Vec<i32>>);
+            type Row =
+                (CqlTimestamp, Option<i32>, Option<i32>, Option<i64>, Option<Vec<i32>>, Option<i32>, Option<i32>);
             let rows: Vec<Row> = query(&self.store.session, &q, (endpoint, b, CqlTimestamp(from))).await?;
             minutes.extend(rows.into_iter().map(|r| HealthMinute {
                 minute: r.0.0,
@@ -499,6 +524,8 @@ impl Reader {
                 failures: r.2.unwrap_or(0),
                 latency_sum_ms: r.3.unwrap_or(0),
                 latency_buckets: r.4.unwrap_or_default(),
+                deferred: r.5.unwrap_or(0),
+                dead_lettered: r.6.unwrap_or(0),
             }));
             b -= 1;
         }
@@ -526,6 +553,54 @@ impl Reader {
             latency_p95_ms: percentile(&hist, 0.95),
             minutes,
         })
+    }
+
+    /// Flow-control state of an endpoint (circuit, disabled, deferrals, open DLQ entries).
+    pub async fn endpoint_state(&self, endpoint: &str) -> Result<EndpointState, CqlError> {
+        let q = format!(
+            "SELECT circuit_state, circuit_since, circuit_open_until, circuit_failure_ratio, circuit_window_requests, \
+             disabled_at, disabled_reason, last_deferred_at, last_deferred_cause, deferred_until, dlq_open \
+             FROM {} WHERE endpoint_id = ?",
+            self.t("endpoint_state")
+        );
+        type Row = (
+            Option<String>,
+            Option<CqlTimestamp>,
+            Option<CqlTimestamp>,
+            Option<f64>,
+            Option<i32>,
+            Option<CqlTimestamp>,
+            Option<String>,
+            Option<CqlTimestamp>,
+            Option<String>,
+            Option<CqlTimestamp>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = query(&self.store.session, &q, (endpoint,)).await?;
+        let Some(r) = rows.into_iter().next() else {
+            return Ok(EndpointState { endpoint_id: endpoint.to_string(), ..Default::default() });
+        };
+        Ok(EndpointState {
+            endpoint_id: endpoint.to_string(),
+            circuit_state: r.0,
+            circuit_since: ms(r.1),
+            circuit_open_until: ms(r.2),
+            circuit_failure_ratio: r.3,
+            circuit_window_requests: r.4,
+            disabled_at: ms(r.5),
+            disabled_reason: r.6,
+            last_deferred_at: ms(r.7),
+            last_deferred_cause: r.8,
+            deferred_until: ms(r.9),
+            dlq_open: r.10.unwrap_or(0),
+        })
+    }
+
+    /// Checkpoints of `topic` with the time each was written (projector progress).
+    pub async fn checkpoint_times(&self, topic: &str) -> Result<Vec<(i32, i64, Option<i64>)>, CqlError> {
+        let q = format!("SELECT partition, next_offset, updated_at FROM {} WHERE topic = ?", self.t("checkpoints"));
+        let rows: Vec<(i32, Option<i64>, Option<CqlTimestamp>)> = query(&self.store.session, &q, (topic,)).await?;
+        Ok(rows.into_iter().map(|(p, o, t)| (p, o.unwrap_or(0), ms(t))).collect())
     }
 
     /// Projection positions (next offsets) of the events topic, by partition.

@@ -1,8 +1,8 @@
 //! The projector role: consumes the deliveries, events and endpoints topics and keeps the CQL
 //! read models current.
 //!
-//! Exactness across a kill -9: row writes are idempotent (see `apply`). Health aggregates are
-//! absolute values kept per events-topic partition (every event of an endpoint lands in one
+//! Exactness across a kill -9: row writes are idempotent (see `apply`). Health aggregates (and
+//! the open-DLQ count of each endpoint) are absolute values kept per events-topic partition (every event of an endpoint lands in one
 //! partition, since the key is the endpoint id); they are written *together with* that
 //! partition's checkpoint in one logged batch. After a restart the checkpoint says which events
 //! are already counted, so none is counted twice. Kafka offsets are committed only after the
@@ -62,9 +62,28 @@ pub struct Agg {
     pub failures: i32,
     pub latency_sum_ms: i64,
     pub buckets: Vec<i32>,
+    /// DeliveryDeferred events (rate limited or circuit open; no attempt used).
+    pub deferred: i32,
+    /// MovedToDLQ events.
+    pub dead_lettered: i32,
+}
+
+/// What one event adds to its endpoint's minute.
+enum Tally {
+    Attempt { ok: bool, latency_ms: i32 },
+    Deferred,
+    DeadLettered,
 }
 
 impl Agg {
+    fn tally(&mut self, t: Tally) {
+        match t {
+            Tally::Attempt { ok, latency_ms } => self.add(ok, latency_ms),
+            Tally::Deferred => self.deferred += 1,
+            Tally::DeadLettered => self.dead_lettered += 1,
+        }
+    }
+
     fn add(&mut self, ok: bool, latency_ms: i32) {
         if self.buckets.len() != LATENCY_BOUNDS_MS.len() + 1 {
             self.buckets.resize(LATENCY_BOUNDS_MS.len() + 1, 0);
@@ -88,6 +107,9 @@ struct EventsPartition {
     checkpoint: i64,
     aggs: HashMap<AggKey, Agg>,
     dirty: HashSet<AggKey>,
+    /// Open DLQ entries per endpoint (absolute; loaded on first sight), and those changed.
+    dlq_open: HashMap<String, i64>,
+    dlq_dirty: HashSet<String>,
     /// Next offset after the last applied event (to checkpoint).
     applied_to: Option<i64>,
 }
@@ -322,22 +344,40 @@ pub async fn project(
             }
             let Some(part) = parts.get_mut(p) else { continue };
             part.applied_to = Some(part.applied_to.map_or(offset + 1, |a| a.max(offset + 1)));
-            let sample = match ev {
-                AnyEvent::AttemptSucceeded(s) => Some((true, s.duration_ms)),
-                AnyEvent::AttemptFailed(f) => Some((false, f.duration_ms)),
+            let tally = match ev {
+                AnyEvent::AttemptSucceeded(s) => Some(Tally::Attempt { ok: true, latency_ms: s.duration_ms }),
+                AnyEvent::AttemptFailed(f) => Some(Tally::Attempt { ok: false, latency_ms: f.duration_ms }),
+                AnyEvent::DeliveryDeferred(_) => Some(Tally::Deferred),
+                AnyEvent::MovedToDLQ(_) => Some(Tally::DeadLettered),
                 _ => None,
             };
-            if let Some((ok, latency)) = sample {
-                let e = ev.envelope();
+            let e = ev.envelope();
+            if let Some(t) = tally {
                 let key = (e.endpoint_id.clone().unwrap_or_default(), e.occurred_at / 60_000 * 60_000);
                 if !part.aggs.contains_key(&key) {
                     let loaded = read_agg(&store, &st, &key).await?;
                     part.aggs.insert(key.clone(), loaded);
                 }
                 if let Some(a) = part.aggs.get_mut(&key) {
-                    a.add(ok, latency);
+                    a.tally(t);
                 }
                 part.dirty.insert(key);
+            }
+            let dlq_delta = match ev {
+                AnyEvent::MovedToDLQ(_) => 1,
+                AnyEvent::DLQReplayed(_) | AnyEvent::DLQDiscarded(_) => -1,
+                _ => 0,
+            };
+            if let Some(ep) = e.endpoint_id.as_deref().filter(|ep| dlq_delta != 0 && !ep.is_empty()) {
+                if !part.dlq_open.contains_key(ep) {
+                    let loaded = read_dlq_open(&store, &st, ep).await?;
+                    part.dlq_open.insert(ep.to_string(), loaded);
+                }
+                if let Some(n) = part.dlq_open.get_mut(ep) {
+                    // Never below zero: a command retried after a broker timeout can repeat its event.
+                    *n = (*n + dlq_delta).max(0);
+                }
+                part.dlq_dirty.insert(ep.to_string());
             }
         }
         for (&p, part) in parts.iter_mut() {
@@ -360,7 +400,14 @@ pub async fn project(
 
 impl EventsPartition {
     fn new(checkpoint: i64) -> Self {
-        Self { checkpoint, aggs: HashMap::new(), dirty: HashSet::new(), applied_to: None }
+        Self {
+            checkpoint,
+            aggs: HashMap::new(),
+            dirty: HashSet::new(),
+            dlq_open: HashMap::new(),
+            dlq_dirty: HashSet::new(),
+            applied_to: None,
+        }
     }
 }
 
@@ -387,17 +434,32 @@ async fn read_agg(store: &Store, st: &Statements, key: &AggKey) -> Result<Agg, C
         .map_err(|e| CqlError::Execute { statement: "read health".into(), source: Box::new(e) })?
         .into_rows_result()
         .map_err(|e| CqlError::Rows { statement: "read health".into(), reason: e.to_string() })?;
-    type HealthRow = (Option<i32>, Option<i32>, Option<i64>, Option<Vec<i32>>);
+    type HealthRow = (Option<i32>, Option<i32>, Option<i64>, Option<Vec<i32>>, Option<i32>, Option<i32>);
     let row: Option<HealthRow> =
         r.maybe_first_row().map_err(|e| CqlError::Rows { statement: "read health".into(), reason: e.to_string() })?;
     Ok(row
-        .map(|(s, f, l, b)| Agg {
+        .map(|(s, f, l, b, d, x)| Agg {
             successes: s.unwrap_or(0),
             failures: f.unwrap_or(0),
             latency_sum_ms: l.unwrap_or(0),
             buckets: b.unwrap_or_default(),
+            deferred: d.unwrap_or(0),
+            dead_lettered: x.unwrap_or(0),
         })
         .unwrap_or_default())
+}
+
+async fn read_dlq_open(store: &Store, st: &Statements, endpoint: &str) -> Result<i64, CqlError> {
+    let r = store
+        .session
+        .execute_unpaged(&st.read_dlq_open, (endpoint,))
+        .await
+        .map_err(|e| CqlError::Execute { statement: "read dlq_open".into(), source: Box::new(e) })?
+        .into_rows_result()
+        .map_err(|e| CqlError::Rows { statement: "read dlq_open".into(), reason: e.to_string() })?;
+    let row: Option<(Option<i64>,)> =
+        r.maybe_first_row().map_err(|e| CqlError::Rows { statement: "read dlq_open".into(), reason: e.to_string() })?;
+    Ok(row.and_then(|r| r.0).unwrap_or(0))
 }
 
 /// Writes the dirty aggregates of partition `p` and its checkpoint atomically (logged batch).
@@ -421,10 +483,17 @@ async fn flush(
             CqlValue::Int(a.failures),
             CqlValue::BigInt(a.latency_sum_ms),
             CqlValue::List(a.buckets.iter().map(|&b| CqlValue::Int(b)).collect()),
+            CqlValue::Int(a.deferred),
+            CqlValue::Int(a.dead_lettered),
             CqlValue::Text(key.0.clone()),
             CqlValue::BigInt(key.1 / HEALTH_BUCKET_MS),
             CqlValue::Timestamp(CqlTimestamp(key.1)),
         ]);
+    }
+    for endpoint in &part.dlq_dirty {
+        let Some(&open) = part.dlq_open.get(endpoint) else { continue };
+        batch.append_statement(st.dlq_open.clone());
+        values.push(vec![CqlValue::BigInt(open), CqlValue::Text(endpoint.clone())]);
     }
     batch.append_statement(st.checkpoint.clone());
     values.push(vec![
@@ -439,6 +508,7 @@ async fn flush(
         .await
         .map_err(|e| CqlError::Execute { statement: "health + checkpoint batch".into(), source: Box::new(e) })?;
     part.dirty.clear();
+    part.dlq_dirty.clear();
     part.checkpoint = next;
     // Keep the cache small: minutes older than two hours rarely receive events.
     let horizon = hookline_domain::time::now_ms() - 2 * 3_600_000;

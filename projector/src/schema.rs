@@ -87,9 +87,23 @@ pub const SET_TABLES: &[(&str, &str)] = &[
         "endpoint_health",
         "CREATE TABLE IF NOT EXISTS {ks}.endpoint_health{s} (
             endpoint_id text, bucket bigint, minute timestamp, successes int, failures int,
-            latency_sum_ms bigint, latency_buckets list<int>,
+            latency_sum_ms bigint, latency_buckets list<int>, deferred int, dead_lettered int,
             PRIMARY KEY ((endpoint_id, bucket), minute)
         ) WITH CLUSTERING ORDER BY (minute DESC) AND default_time_to_live = {ttl}",
+    ),
+    (
+        // Flow-control state per endpoint for the health dashboard. Circuit and disabled
+        // columns are written from events with event-time write timestamps (last event wins);
+        // `dlq_open` is an absolute count checkpointed with the events partition (see `role`).
+        "endpoint_state",
+        "CREATE TABLE IF NOT EXISTS {ks}.endpoint_state{s} (
+            endpoint_id text PRIMARY KEY, tenant_id text,
+            circuit_state text, circuit_since timestamp, circuit_open_until timestamp,
+            circuit_failure_ratio double, circuit_window_requests int,
+            disabled_at timestamp, disabled_reason text,
+            last_deferred_at timestamp, last_deferred_cause text, deferred_until timestamp,
+            dlq_open bigint
+        )",
     ),
     (
         "checkpoints",
@@ -99,6 +113,11 @@ pub const SET_TABLES: &[(&str, &str)] = &[
         )",
     ),
 ];
+
+/// Columns added to set tables after their first release: (table, column, CQL type). `migrate`
+/// adds the missing ones to tables created before (CREATE TABLE IF NOT EXISTS leaves them be).
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("endpoint_health", "deferred", "int"), ("endpoint_health", "dead_lettered", "int")];
 
 /// Tables shared by every set.
 pub const SHARED_TABLES: &[(&str, &str)] = &[
@@ -145,7 +164,36 @@ pub async fn migrate_set(
     for (_, ddl) in SHARED_TABLES.iter().chain(SET_TABLES) {
         store.execute_ddl(&render(ddl, ks, suffix, ttl)).await?;
     }
+    for (table, column, cql_type) in ADDED_COLUMNS {
+        ensure_column(store, &format!("{table}{suffix}"), column, cql_type).await?;
+    }
     Ok(1 + SHARED_TABLES.len() + SET_TABLES.len())
+}
+
+/// Adds `column` to `table` unless it is there. Two processes migrating at once may both try;
+/// the loser's error is ignored when the column exists afterwards.
+async fn ensure_column(store: &Store, table: &str, column: &str, cql_type: &str) -> Result<(), CqlError> {
+    if has_column(store, table, column).await? {
+        return Ok(());
+    }
+    match store.execute_ddl(&format!("ALTER TABLE {}.{table} ADD {column} {cql_type}", store.keyspace)).await {
+        Ok(()) => Ok(()),
+        Err(_) if has_column(store, table, column).await? => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn has_column(store: &Store, table: &str, column: &str) -> Result<bool, CqlError> {
+    const Q: &str =
+        "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?";
+    let rows = store
+        .session
+        .query_unpaged(Q, (store.keyspace.as_str(), table, column))
+        .await
+        .map_err(|e| CqlError::Execute { statement: Q.into(), source: Box::new(e) })?
+        .into_rows_result()
+        .map_err(|e| CqlError::Rows { statement: Q.into(), reason: e.to_string() })?;
+    Ok(rows.rows_num() > 0)
 }
 
 /// Creates the keyspace and the *active* table set (the first one on a fresh keyspace).

@@ -1,5 +1,6 @@
 //! Bearer-token authentication. Tokens are configured as SHA-256 digests; a presented token is
-//! hashed and looked up, so the plain token is never stored or compared.
+//! hashed and looked up, so the plain token is never stored or compared. Requests without an
+//! `Authorization` header may authenticate with the pages' session cookie (`ui::session`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,6 +72,11 @@ impl Tokens {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         self.0.get(&digest)
     }
+
+    /// The caller of a token known by its hex digest (browser sessions keep only the digest).
+    pub fn lookup_digest_hex(&self, digest_hex: &str) -> Option<&Caller> {
+        self.0.get(&decode_hex32(digest_hex)?)
+    }
 }
 
 /// Hex SHA-256 of a token, as configured.
@@ -93,7 +99,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiProblem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiProblem::Unauthorized)?;
+        // Without a bearer token, the pages' session cookie (with its CSRF checks).
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            return crate::ui::session::api_caller(&parts.method, &parts.headers, state);
+        };
+        let header = header.to_str().map_err(|_| ApiProblem::Unauthorized)?;
         let token = header.strip_prefix("Bearer ").ok_or(ApiProblem::Unauthorized)?.trim();
         state.tokens.lookup(token).cloned().ok_or(ApiProblem::Unauthorized)
     }

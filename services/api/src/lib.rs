@@ -10,20 +10,26 @@
 //! - [`keys`]: key rotation, audited reveal, JWKS, transformation preview.
 //! - [`lag`]: consumer lag per group and partition.
 //! - [`circuits`]: circuit breaker state per endpoint, live from Redis.
+//! - [`dlq_view`]: DLQ search by id and the request an entry's attempts sent (for the viewer).
+//! - [`overview`]: the health dashboard's data (per endpoint and per minute).
+//! - [`ui`]: the DLQ viewer and health dashboard pages under `/ui/`, with session sign-in.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
 pub mod auth;
 pub mod circuits;
 pub mod dlq;
+pub mod dlq_view;
 pub mod endpoints;
 pub mod health;
 pub mod keys;
 pub mod lag;
+pub mod overview;
 pub mod params;
 pub mod problem;
 pub mod reads;
 pub mod triggers;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -151,6 +157,9 @@ pub fn app(state: AppState) -> Router {
         .merge(lag::routes())
         .merge(keys::routes())
         .merge(circuits::routes())
+        .merge(dlq_view::routes())
+        .merge(overview::routes())
+        .merge(ui::routes())
         .fallback(|| async { problem::ApiProblem::NotFound("route") })
         .with_state(state)
 }
