@@ -46,6 +46,8 @@ use crate::request::Prepared;
 
 /// How often outcome records and offsets are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
+/// How often partial batches are checked against their deadline.
+const BATCH_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 /// Longest a graceful shutdown waits for in-flight deliveries.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
 
@@ -100,16 +102,20 @@ struct Job {
     partition: i32,
     offset: i64,
     delivery: DeliveryRequested,
+    arrived: tokio::time::Instant,
 }
 
+/// Records to produce for jobs of one partition; `last` when the jobs are finished (an ordered
+/// endpoint's retry in place reports each failed attempt before its last).
 struct Done {
     partition: i32,
-    offset: i64,
+    offsets: Vec<i64>,
     endpoint_id: String,
     outputs: Vec<Output>,
     endpoint_update: Option<hookline_schemas::EndpointUpserted>,
     /// Generation of the partition when the job started; a stale result is dropped.
     generation: u64,
+    last: bool,
 }
 
 #[derive(Default)]
@@ -118,10 +124,293 @@ struct EndpointSlots {
     waiting: VecDeque<Job>,
 }
 
+/// How an endpoint takes its deliveries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// One message per request, up to the in-flight cap.
+    Single,
+    /// One message in flight, in log order, retried in place.
+    Ordered,
+    /// Up to `max` messages per request; a partial batch goes once its oldest waited `wait`.
+    Batch { max: usize, wait: Duration },
+}
+
+fn mode(ep: Option<&hookline_schemas::EndpointUpserted>) -> Mode {
+    match ep {
+        Some(e) if e.ordered => Mode::Ordered,
+        Some(e) => match &e.batch {
+            Some(b) => Mode::Batch {
+                max: b.max_size.max(1) as usize,
+                wait: Duration::from_millis(b.max_wait_ms.max(0) as u64),
+            },
+            None => Mode::Single,
+        },
+        None => Mode::Single,
+    }
+}
+
+/// Takes the groups of waiting jobs that may start now (each group is one request), counting
+/// their slots. A batch holds jobs of one partition only.
+fn take_ready(slots: &mut EndpointSlots, mode: Mode, cap: usize, now: tokio::time::Instant) -> Vec<Vec<Job>> {
+    let cap = if mode == Mode::Ordered { 1 } else { cap };
+    let mut groups = Vec::new();
+    while slots.running < cap && !slots.waiting.is_empty() {
+        let group = match mode {
+            Mode::Batch { max, wait } => {
+                let first = &slots.waiting[0];
+                let same = slots.waiting.iter().take_while(|j| j.partition == first.partition).count();
+                if same < max && now < first.arrived + wait && same == slots.waiting.len() {
+                    break;
+                }
+                slots.waiting.drain(..same.min(max)).collect()
+            }
+            Mode::Single | Mode::Ordered => slots.waiting.pop_front().into_iter().collect(),
+        };
+        slots.running += 1;
+        groups.push(group);
+    }
+    groups
+}
+
 struct Partition {
     offsets: PartitionOffsets,
     paused: bool,
     generation: u64,
+}
+
+/// What a job needs, shared by every job.
+struct Shared {
+    client: OutboundClient,
+    codec: Arc<Codec>,
+    topics: Topics,
+    tiers: Vec<u64>,
+    default_policy: RetryPolicy,
+    excerpt_bytes: usize,
+    max_timeout: Duration,
+    master_keys: Arc<MasterKeys>,
+    engine: Arc<TemplateEngine>,
+    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    flow: Arc<flow::Flow>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    shutdown: CancellationToken,
+}
+
+impl Shared {
+    fn context(&self, ep: Option<&hookline_schemas::EndpointUpserted>, inline_retry: bool) -> Context<'_> {
+        let policy = match ep.and_then(|e| e.retry_schedule_ms.clone()) {
+            Some(delays) => RetryPolicy {
+                delays_ms: delays.into_iter().map(|x| x.max(0) as u64).collect(),
+                jitter: self.default_policy.jitter,
+            },
+            None => self.default_policy.clone(),
+        };
+        Context {
+            codec: &self.codec,
+            topics: &self.topics,
+            tiers_ms: &self.tiers,
+            policy,
+            excerpt_bytes: self.excerpt_bytes,
+            inline_retry,
+        }
+    }
+
+    fn send(
+        &self,
+        jobs: &[(i32, i64)],
+        endpoint_id: &str,
+        outputs: Vec<Output>,
+        update: Option<hookline_schemas::EndpointUpserted>,
+        generation: u64,
+        last: bool,
+    ) {
+        let partition = jobs.first().map_or(0, |j| j.0);
+        let _ = self.done_tx.send(Done {
+            partition,
+            offsets: jobs.iter().map(|j| j.1).collect(),
+            endpoint_id: endpoint_id.to_string(),
+            outputs,
+            endpoint_update: update,
+            generation,
+            last,
+        });
+    }
+}
+
+/// Why a delivery cannot be attempted at all (endpoint gone or disabled), if so.
+fn not_attemptable(ep: Option<&hookline_schemas::EndpointUpserted>) -> Option<AttemptResult> {
+    match ep {
+        None => Some(AttemptResult::NotAttempted {
+            kind: "endpoint_deleted",
+            message: "the endpoint no longer exists".into(),
+        }),
+        Some(e) if !e.enabled => Some(AttemptResult::NotAttempted {
+            kind: "endpoint_disabled",
+            message: format!(
+                "the endpoint is disabled{}",
+                e.disabled_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+        }),
+        Some(_) => None,
+    }
+}
+
+fn record_outcome(flow: &flow::Flow, endpoint_id: &str, result: &AttemptResult) {
+    match result {
+        AttemptResult::Http(r) => flow.record(endpoint_id, (200..300).contains(&r.status)),
+        AttemptResult::Failed(_) => flow.record(endpoint_id, false),
+        AttemptResult::NotAttempted { .. } | AttemptResult::Permanent { .. } => {}
+    }
+}
+
+/// One message per request (ordered endpoints retry in place, one attempt after another).
+async fn run_single(sh: Arc<Shared>, job: Job, ep: Option<Arc<hookline_schemas::EndpointUpserted>>, generation: u64) {
+    let jobs = [(job.partition, job.offset)];
+    let mut d = job.delivery;
+    let endpoint_id = d.envelope.endpoint_id.clone().unwrap_or_default();
+    let ordered = ep.as_ref().is_some_and(|e| e.ordered && e.enabled);
+    loop {
+        if let Some(e) = ep.as_ref().filter(|e| e.enabled)
+            && let flow::Gate::Defer { cause, until_ms } =
+                sh.flow.gate(&endpoint_id, e.rate_limit.as_ref(), ordered).await
+        {
+            match outcome::deferred(&sh.codec, &sh.topics, &sh.tiers, &d, cause, until_ms) {
+                Ok(outputs) => {
+                    tracing::debug!(
+                        delivery_id = d.envelope.delivery_id.as_deref(),
+                        endpoint_id,
+                        cause,
+                        until_ms,
+                        "deferred"
+                    );
+                    sh.send(&jobs, &endpoint_id, outputs, None, generation, true);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode deferral records"),
+            }
+            return;
+        }
+        let result = match not_attemptable(ep.as_deref()) {
+            Some(r) => r,
+            None => {
+                let e = ep.as_ref().expect("attemptable endpoints exist");
+                match prepare(&sh.prepared, e, &sh.master_keys, &sh.engine).await {
+                    Err(message) => AttemptResult::Permanent { kind: "config", message },
+                    Ok(p) => match request::build(&d, e, p, time::now_ms(), sh.max_timeout).await {
+                        Err(b) => AttemptResult::Permanent { kind: b.kind, message: b.message },
+                        Ok(req) => match sh.client.post(req).await {
+                            Ok(r) => AttemptResult::Http(r),
+                            Err(err) => AttemptResult::Failed(err),
+                        },
+                    },
+                }
+            }
+        };
+        record_outcome(&sh.flow, &endpoint_id, &result);
+        let ctx = sh.context(ep.as_deref(), ordered);
+        let outcome = match ctx.outcome(&d, ep.as_deref(), result, rand::random::<f64>()) {
+            Ok(o) => o,
+            Err(e) => {
+                // Encoding our own records cannot fail short of a bug; keep the offset
+                // unfinished rather than lose the delivery.
+                tracing::error!(error = %e, "cannot encode outcome records");
+                return;
+            }
+        };
+        tracing::debug!(
+            delivery_id = d.envelope.delivery_id.as_deref(),
+            endpoint_id,
+            attempt = d.envelope.attempt,
+            outcome = outcome.label,
+            "attempt finished"
+        );
+        let Some((delay, next)) = outcome.retry else {
+            sh.send(&jobs, &endpoint_id, outcome.outputs, outcome.endpoint_update, generation, true);
+            return;
+        };
+        // Ordered: record this attempt, wait, try again; the next message waits meanwhile.
+        sh.send(&jobs, &endpoint_id, outcome.outputs, outcome.endpoint_update, generation, false);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            // The offset stays unfinished: the next owner of the partition delivers it again.
+            _ = sh.shutdown.cancelled() => return,
+        }
+        d = next;
+    }
+}
+
+/// Several messages in one request; each message gets its own outcome records.
+async fn run_batch(sh: Arc<Shared>, jobs: Vec<Job>, ep: Arc<hookline_schemas::EndpointUpserted>, generation: u64) {
+    let positions: Vec<(i32, i64)> = jobs.iter().map(|j| (j.partition, j.offset)).collect();
+    let endpoint_id = ep.envelope.endpoint_id.clone().unwrap_or_default();
+    let ds: Vec<&DeliveryRequested> = jobs.iter().map(|j| &j.delivery).collect();
+    // One request, one token and one breaker decision.
+    if let flow::Gate::Defer { cause, until_ms } = sh.flow.gate(&endpoint_id, ep.rate_limit.as_ref(), false).await {
+        let mut outputs = Vec::new();
+        for d in &ds {
+            match outcome::deferred(&sh.codec, &sh.topics, &sh.tiers, d, cause, until_ms) {
+                Ok(o) => outputs.extend(o),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode deferral records");
+                    return;
+                }
+            }
+        }
+        sh.send(&positions, &endpoint_id, outputs, None, generation, true);
+        return;
+    }
+    let mut results: Vec<Option<AttemptResult>> = ds.iter().map(|_| None).collect();
+    match prepare(&sh.prepared, &ep, &sh.master_keys, &sh.engine).await {
+        Err(message) => {
+            for r in results.iter_mut() {
+                *r = Some(AttemptResult::Permanent { kind: "config", message: message.clone() });
+            }
+        }
+        Ok(p) => {
+            let (req, failed) = request::build_batch(&ds, &ep, p, time::now_ms(), sh.max_timeout).await;
+            for (i, b) in failed {
+                results[i] = Some(AttemptResult::Permanent { kind: b.kind, message: b.message });
+            }
+            if let Some(req) = req {
+                let shared = match sh.client.post(req).await {
+                    Ok(r) => AttemptResult::Http(r),
+                    Err(err) => AttemptResult::Failed(err),
+                };
+                record_outcome(&sh.flow, &endpoint_id, &shared);
+                for r in results.iter_mut().filter(|r| r.is_none()) {
+                    *r = Some(match &shared {
+                        AttemptResult::Http(x) => AttemptResult::Http(x.clone()),
+                        AttemptResult::Failed(x) => AttemptResult::Failed(x.clone()),
+                        AttemptResult::NotAttempted { kind, message } => {
+                            AttemptResult::NotAttempted { kind, message: message.clone() }
+                        }
+                        AttemptResult::Permanent { kind, message } => {
+                            AttemptResult::Permanent { kind, message: message.clone() }
+                        }
+                    });
+                }
+            }
+        }
+    }
+    let ctx = sh.context(Some(&ep), false);
+    let mut outputs = Vec::new();
+    let mut update = None;
+    for (d, r) in ds.iter().zip(results) {
+        let Some(r) = r else { continue };
+        match ctx.outcome(d, Some(&ep), r, rand::random::<f64>()) {
+            Ok(o) => {
+                outputs.extend(o.outputs);
+                // One 410 disables once.
+                if update.is_none() {
+                    update = o.endpoint_update;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode outcome records");
+                return;
+            }
+        }
+    }
+    tracing::debug!(endpoint_id, messages = ds.len(), "batch attempt finished");
+    sh.send(&positions, &endpoint_id, outputs, update, generation, true);
 }
 
 /// Runs the dispatcher until `shutdown`, after the catalog is loaded.
@@ -140,8 +429,6 @@ pub async fn run(
     let opened = request::check_master_keys(endpoints.iter().map(|e| &**e), &master_keys)
         .map_err(DispatcherError::MasterKeys)?;
     tracing::info!(keys = opened, "master keys open every active signing key");
-    let engine = Arc::new(TemplateEngine::default());
-    let prepared: Arc<Mutex<HashMap<String, Arc<Prepared>>>> = Arc::default();
     let kafka = &config.kafka;
     let d = &config.dispatcher;
     let topics = Topics::from_options(kafka);
@@ -155,11 +442,23 @@ pub async fn run(
         .subscribe(&[&topics.deliveries])
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     let mut producer = TxnProducer::new(kafka, &hookline_kafka::txn::transactional_id(kafka, "dispatcher"))?;
-    let client = OutboundClient::new(OutboundOptions::from_config(d))?;
-    let max_timeout = Duration::from_millis(d.max_timeout_ms);
-    let default_policy = RetryPolicy { delays_ms: d.retry_schedule_ms.clone(), jitter: d.retry_jitter };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let flow = flow::Flow::start(&config.redis, &config.flow, shutdown.clone());
+    let sh = Arc::new(Shared {
+        client: OutboundClient::new(OutboundOptions::from_config(d))?,
+        codec: codec.clone(),
+        topics: topics.clone(),
+        tiers: config.scheduler.tiers_ms.clone(),
+        default_policy: RetryPolicy { delays_ms: d.retry_schedule_ms.clone(), jitter: d.retry_jitter },
+        excerpt_bytes: d.response_excerpt_bytes,
+        max_timeout: Duration::from_millis(d.max_timeout_ms),
+        master_keys,
+        engine: Arc::new(TemplateEngine::default()),
+        prepared: Mutex::default(),
+        flow: flow.clone(),
+        done_tx,
+        shutdown: shutdown.clone(),
+    });
     let (changes_tx, mut changes_rx) = mpsc::unbounded_channel::<Vec<flow::BreakerChange>>();
     let sync_every = Duration::from_millis(config.flow.breaker_sync_ms);
     let sync_task = {
@@ -186,9 +485,13 @@ pub async fn run(
 
     let mut partitions: HashMap<i32, Partition> = HashMap::new();
     let mut endpoints: HashMap<String, EndpointSlots> = HashMap::new();
+    // Endpoints with a partial batch waiting for more messages or its deadline.
+    let mut batching: HashSet<String> = HashSet::new();
     let mut generation: u64 = 0;
     let mut tick = tokio::time::interval(COMMIT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch_tick = tokio::time::interval(BATCH_CHECK_INTERVAL);
+    batch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let pause_at = d.max_in_flight_per_partition;
     let resume_at = (pause_at / 2).max(1);
     let cap = d.max_in_flight_per_endpoint;
@@ -196,109 +499,36 @@ pub async fn run(
     let mut drain_deadline = None;
     tracing::info!(role = "dispatcher", topic = topics.deliveries, "started");
 
-    // Starts a job: spawns the HTTP attempt; its outcome comes back on `done_tx`.
-    let start = |job: Job, generation: u64, catalog: &Catalog| {
-        let ep = job.delivery.envelope.endpoint_id.as_deref().and_then(|id| catalog.get(id));
-        let client = client.clone();
-        let codec = codec.clone();
-        let topics = topics.clone();
-        let tiers = config.scheduler.tiers_ms.clone();
-        let policy = match ep.as_ref().and_then(|e| e.retry_schedule_ms.clone()) {
-            Some(delays) => RetryPolicy {
-                delays_ms: delays.into_iter().map(|x| x.max(0) as u64).collect(),
-                jitter: default_policy.jitter,
-            },
-            None => default_policy.clone(),
-        };
-        let excerpt_bytes = config.dispatcher.response_excerpt_bytes;
-        let done_tx = done_tx.clone();
-        let (master_keys, engine, prepared) = (master_keys.clone(), engine.clone(), prepared.clone());
-        let flow = flow.clone();
-        tokio::spawn(async move {
-            let d = &job.delivery;
-            let endpoint_id = d.envelope.endpoint_id.clone().unwrap_or_default();
-            if let Some(e) = ep.as_ref().filter(|e| e.enabled)
-                && let flow::Gate::Defer { cause, until_ms } =
-                    flow.gate(&endpoint_id, e.rate_limit.as_ref(), e.ordered).await
-            {
-                let outputs = match outcome::deferred(&codec, &topics, &tiers, d, cause, until_ms) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot encode deferral records");
-                        return;
-                    }
-                };
-                tracing::debug!(
-                    delivery_id = d.envelope.delivery_id.as_deref(),
-                    endpoint_id,
-                    cause,
-                    until_ms,
-                    "deferred"
-                );
-                let _ = done_tx.send(Done {
-                    partition: job.partition,
-                    offset: job.offset,
-                    endpoint_id,
-                    outputs,
-                    endpoint_update: None,
-                    generation,
-                });
-                return;
-            }
-            let result = match &ep {
-                None => AttemptResult::NotAttempted {
-                    kind: "endpoint_deleted",
-                    message: "the endpoint no longer exists".into(),
-                },
-                Some(e) if !e.enabled => AttemptResult::NotAttempted {
-                    kind: "endpoint_disabled",
-                    message: format!(
-                        "the endpoint is disabled{}",
-                        e.disabled_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-                    ),
-                },
-                Some(e) => match prepare(&prepared, e, &master_keys, &engine).await {
-                    Err(message) => AttemptResult::Permanent { kind: "config", message },
-                    Ok(p) => match request::build(d, e, p, time::now_ms(), max_timeout).await {
-                        Err(b) => AttemptResult::Permanent { kind: b.kind, message: b.message },
-                        Ok(req) => match client.post(req).await {
-                            Ok(r) => AttemptResult::Http(r),
-                            Err(err) => AttemptResult::Failed(err),
-                        },
-                    },
-                },
-            };
-            match &result {
-                AttemptResult::Http(r) => flow.record(&endpoint_id, (200..300).contains(&r.status)),
-                AttemptResult::Failed(_) => flow.record(&endpoint_id, false),
-                AttemptResult::NotAttempted { .. } | AttemptResult::Permanent { .. } => {}
-            }
-            let ctx = Context { codec: &codec, topics: &topics, tiers_ms: &tiers, policy, excerpt_bytes };
-            let outcome = match ctx.outcome(d, ep.as_deref(), result, rand::random::<f64>()) {
-                Ok(o) => o,
-                Err(e) => {
-                    // Encoding our own records cannot fail short of a bug; keep the offset
-                    // unfinished rather than lose the delivery.
-                    tracing::error!(error = %e, "cannot encode outcome records");
-                    return;
+    // Starts what may start of an endpoint's waiting jobs.
+    let pump = |endpoint_id: &str,
+                endpoints: &mut HashMap<String, EndpointSlots>,
+                batching: &mut HashSet<String>,
+                partitions: &HashMap<i32, Partition>| {
+        let ep = catalog.get(endpoint_id);
+        let m = mode(ep.as_deref());
+        let Some(slots) = endpoints.get_mut(endpoint_id) else { return };
+        for group in take_ready(slots, m, cap, tokio::time::Instant::now()) {
+            let g = group.first().and_then(|j| partitions.get(&j.partition)).map_or(0, |p| p.generation);
+            let sh = sh.clone();
+            match (m, ep.clone()) {
+                (Mode::Batch { .. }, Some(e)) if e.enabled => {
+                    tokio::spawn(run_batch(sh, group, e, g));
                 }
-            };
-            tracing::debug!(
-                delivery_id = d.envelope.delivery_id.as_deref(),
-                endpoint_id,
-                attempt = d.envelope.attempt,
-                outcome = outcome.label,
-                "attempt finished"
-            );
-            let _ = done_tx.send(Done {
-                partition: job.partition,
-                offset: job.offset,
-                endpoint_id,
-                outputs: outcome.outputs,
-                endpoint_update: outcome.endpoint_update,
-                generation,
-            });
-        });
+                _ => {
+                    for job in group {
+                        tokio::spawn(run_single(sh.clone(), job, ep.clone(), g));
+                    }
+                }
+            }
+        }
+        if matches!(m, Mode::Batch { .. }) && !slots.waiting.is_empty() {
+            batching.insert(endpoint_id.to_string());
+        } else {
+            batching.remove(endpoint_id);
+        }
+        if slots.running == 0 && slots.waiting.is_empty() {
+            endpoints.remove(endpoint_id);
+        }
     };
 
     loop {
@@ -329,21 +559,22 @@ pub async fn run(
                     if let Some(update) = done.endpoint_update {
                         catalog.apply(update.into());
                     }
-                    part.offsets.finished(done.offset);
+                    if done.last {
+                        for &offset in &done.offsets {
+                            part.offsets.finished(offset);
+                        }
+                    }
                     if part.paused && part.offsets.in_flight() <= resume_at {
                         set_paused(&consumer, &topics.deliveries, done.partition, false);
                         part.paused = false;
                     }
                 }
-                // Hand the slot to the next waiting delivery of this endpoint (even when the
-                // finished one was stale, so nothing waits forever).
-                let next = endpoints.get_mut(&done.endpoint_id).and_then(|s| s.waiting.pop_front());
-                match next {
-                    Some(next) => {
-                        let g = partitions.get(&next.partition).map_or(0, |p| p.generation);
-                        start(next, g, &catalog);
+                // Hand the slot on (even when the finished job was stale, so nothing waits forever).
+                if done.last {
+                    if let Some(slots) = endpoints.get_mut(&done.endpoint_id) {
+                        slots.running = slots.running.saturating_sub(1);
                     }
-                    None => release_slot(&mut endpoints, &done.endpoint_id),
+                    pump(&done.endpoint_id, &mut endpoints, &mut batching, &partitions);
                 }
             }
             Some(changes) = changes_rx.recv() => {
@@ -364,12 +595,19 @@ pub async fn run(
                     }
                 }
             }
+            _ = batch_tick.tick(), if !batching.is_empty() => {
+                let due: Vec<String> = batching.iter().cloned().collect();
+                for endpoint_id in due {
+                    pump(&endpoint_id, &mut endpoints, &mut batching, &partitions);
+                }
+            }
             _ = tick.tick() => {
                 if let Err(e) = commit(&mut producer, &consumer, &topics, &mut partitions) {
                     tracing::warn!(error = %e, "dispatcher: commit failed; restarting from the committed offsets");
                     // Everything since the last commit is redone; drop local state.
                     partitions.clear();
                     endpoints.clear();
+                    batching.clear();
                     generation += 1;
                     consumer::rewind_to_committed(&consumer)?;
                 }
@@ -395,7 +633,6 @@ pub async fn run(
                     generation += 1;
                     Partition { offsets: PartitionOffsets::default(), paused: false, generation }
                 });
-                let g = part.generation;
                 let delivery = match msg.payload().map(|b| codec.decode(b)) {
                     Some(Ok(AnyEvent::DeliveryRequested(d))) => d,
                     other => {
@@ -421,14 +658,9 @@ pub async fn run(
                     part.paused = true;
                 }
                 let endpoint_id = delivery.envelope.endpoint_id.clone().unwrap_or_default();
-                let slots = endpoints.entry(endpoint_id).or_default();
-                let job = Job { partition: p, offset, delivery };
-                if slots.running < cap {
-                    slots.running += 1;
-                    start(job, g, &catalog);
-                } else {
-                    slots.waiting.push_back(job);
-                }
+                let job = Job { partition: p, offset, delivery, arrived: tokio::time::Instant::now() };
+                endpoints.entry(endpoint_id.clone()).or_default().waiting.push_back(job);
+                pump(&endpoint_id, &mut endpoints, &mut batching, &partitions);
             }
         }
     }
@@ -471,15 +703,6 @@ async fn prepare(
     let p = Arc::new(tokio::task::spawn_blocking(move || Prepared::new(&e, &m, &g)).await.map_err(|e| e.to_string())??);
     cache.lock().unwrap_or_else(|p| p.into_inner()).insert(id, p.clone());
     Ok(p)
-}
-
-fn release_slot(endpoints: &mut HashMap<String, EndpointSlots>, endpoint_id: &str) {
-    if let Some(slots) = endpoints.get_mut(endpoint_id) {
-        slots.running = slots.running.saturating_sub(1);
-        if slots.running == 0 && slots.waiting.is_empty() {
-            endpoints.remove(endpoint_id);
-        }
-    }
 }
 
 fn set_paused(consumer: &Consumer_, topic: &str, partition: i32, pause: bool) {

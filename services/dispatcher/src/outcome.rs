@@ -44,6 +44,8 @@ pub struct Outcome {
     /// An endpoint update to apply locally at once (410 disables the endpoint).
     pub endpoint_update: Option<EndpointUpserted>,
     pub label: &'static str,
+    /// With [`Context::inline_retry`]: the next attempt and when, for the caller to make itself.
+    pub retry: Option<(Duration, DeliveryRequested)>,
 }
 
 pub struct Context<'a> {
@@ -52,6 +54,9 @@ pub struct Context<'a> {
     pub tiers_ms: &'a [u64],
     pub policy: RetryPolicy,
     pub excerpt_bytes: usize,
+    /// Ordered endpoints retry in place (the next message waits): the retry is handed back in
+    /// [`Outcome::retry`] instead of being parked in a retry tier.
+    pub inline_retry: bool,
 }
 
 fn envelope_from<E: Event>(d: &DeliveryRequested, now: i64) -> Envelope {
@@ -92,7 +97,7 @@ impl Context<'_> {
                     response_excerpt: r.excerpt.map(|e| truncate(e, self.excerpt_bytes)),
                 };
                 push(&self.topics.events, self.codec.encode(&ev)?);
-                return Ok(Outcome { outputs, endpoint_update: None, label: "succeeded" });
+                return Ok(Outcome { outputs, endpoint_update: None, label: "succeeded", retry: None });
             }
             AttemptResult::Http(r) => {
                 let gone = classify(r.status) == StatusClass::Gone;
@@ -121,6 +126,7 @@ impl Context<'_> {
         push(&self.topics.events, self.codec.encode(&failed)?);
 
         let mut endpoint_update = None;
+        let mut inline = None;
         let label = match next {
             Some(delay) => {
                 let mut retry = d.clone();
@@ -133,11 +139,15 @@ impl Context<'_> {
                 };
                 retry.reason = reason::RETRY.into();
                 retry.not_before = next_at;
-                let topic = match tier_for(delay.as_millis() as u64, self.tiers_ms) {
-                    Some(tier) => self.topics.retry_tier(tier),
-                    None => self.topics.deliveries.clone(),
-                };
-                push(&topic, self.codec.encode(&retry)?);
+                if self.inline_retry {
+                    inline = Some((delay, retry));
+                } else {
+                    let topic = match tier_for(delay.as_millis() as u64, self.tiers_ms) {
+                        Some(tier) => self.topics.retry_tier(tier),
+                        None => self.topics.deliveries.clone(),
+                    };
+                    push(&topic, self.codec.encode(&retry)?);
+                }
                 "retrying"
             }
             None => {
@@ -186,7 +196,7 @@ impl Context<'_> {
             outputs.extend(records);
             endpoint_update = Some(update);
         }
-        Ok(Outcome { outputs, endpoint_update, label })
+        Ok(Outcome { outputs, endpoint_update, label, retry: inline })
     }
 }
 

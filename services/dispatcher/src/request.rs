@@ -63,7 +63,87 @@ pub async fn build(
     now_ms: i64,
     max_timeout: Duration,
 ) -> Result<OutboundRequest, BuildError> {
-    let (body, content_type, extra) = match &prepared.template {
+    let (body, content_type, extra) = render(d, &prepared)?;
+    finish(&d.message_id, body, &content_type, extra, ep, prepared, now_ms, max_timeout).await
+}
+
+/// Header carrying the number of messages in a batch request.
+pub const HEADER_BATCH_SIZE: &str = "webhook-batch-size";
+
+/// One request carrying every message of `ds` that renders: a JSON array of
+/// `{"id", "type", "timestamp", "data"}` (`data_base64` for a body that is not JSON), signed once
+/// under a batch id. Answers the request (none when no message rendered) and the index and
+/// error of each message that did not render (permanent for that message alone).
+pub async fn build_batch(
+    ds: &[&DeliveryRequested],
+    ep: &EndpointUpserted,
+    prepared: Arc<Prepared>,
+    now_ms: i64,
+    max_timeout: Duration,
+) -> (Option<OutboundRequest>, Vec<(usize, BuildError)>) {
+    let mut failed = Vec::new();
+    let mut body = Vec::with_capacity(ds.iter().map(|d| d.payload.len() + 160).sum::<usize>() + 2);
+    body.push(b'[');
+    let mut members = 0;
+    for (i, d) in ds.iter().enumerate() {
+        let (data, content_type, _) = match render(d, &prepared) {
+            Ok(r) => r,
+            Err(e) => {
+                failed.push((i, e));
+                continue;
+            }
+        };
+        if members > 0 {
+            body.push(b',');
+        }
+        members += 1;
+        body.extend_from_slice(b"{\"id\":");
+        body.extend_from_slice(&json_string(&d.message_id));
+        body.extend_from_slice(b",\"type\":");
+        body.extend_from_slice(&json_string(&d.event_type));
+        body.extend_from_slice(b",\"timestamp\":");
+        body.extend_from_slice(&json_string(&hookline_domain::transform::date::rfc3339(d.trigger_occurred_at)));
+        let is_json = content_type.split(';').next().is_some_and(|m| m.trim().ends_with("json"))
+            && serde_json::from_slice::<&serde_json::value::RawValue>(&data).is_ok();
+        if is_json {
+            body.extend_from_slice(b",\"data\":");
+            body.extend_from_slice(&data);
+        } else {
+            use base64::Engine;
+            body.extend_from_slice(b",\"content_type\":");
+            body.extend_from_slice(&json_string(&content_type));
+            body.extend_from_slice(b",\"data_base64\":");
+            body.extend_from_slice(&json_string(&base64::engine::general_purpose::STANDARD.encode(&data)));
+        }
+        body.push(b'}');
+    }
+    body.push(b']');
+    if members == 0 {
+        return (None, failed);
+    }
+    let batch_id = format!("batch_{}", uuid::Uuid::now_v7().simple());
+    let extra = vec![(HEADER_BATCH_SIZE.to_string(), members.to_string())];
+    let req = finish(&batch_id, Bytes::from(body), "application/json", extra, ep, prepared, now_ms, max_timeout).await;
+    match req {
+        Ok(r) => (Some(r), failed),
+        // Signing failed: every member fails the same way.
+        Err(e) => {
+            let all = (0..ds.len()).filter(|i| !failed.iter().any(|(f, _)| f == i)).collect::<Vec<_>>();
+            failed.extend(all.into_iter().map(|i| (i, BuildError { kind: e.kind, message: e.message.clone() })));
+            (None, failed)
+        }
+    }
+}
+
+fn json_string(s: &str) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap_or_else(|_| b"\"\"".to_vec())
+}
+
+type Rendered = (Bytes, String, Vec<(String, String)>);
+
+/// The body, content type and template headers of `d`.
+fn render(d: &DeliveryRequested, prepared: &Prepared) -> Result<Rendered, BuildError> {
+    Ok(match &prepared.template {
         None => (Bytes::from(d.payload.clone()), d.content_type.clone(), Vec::new()),
         Some(t) => {
             let delivery_id = d.envelope.delivery_id.as_deref().unwrap_or_default();
@@ -82,15 +162,29 @@ pub async fn build(
                 .map_err(|e| BuildError { kind: "template", message: e.to_string() })?;
             (Bytes::from(r.body), r.content_type, r.headers)
         }
-    };
+    })
+}
+
+/// Signs `body` under `id` and assembles the request.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    id: &str,
+    body: Bytes,
+    content_type: &str,
+    extra: Vec<(String, String)>,
+    ep: &EndpointUpserted,
+    prepared: Arc<Prepared>,
+    now_ms: i64,
+    max_timeout: Duration,
+) -> Result<OutboundRequest, BuildError> {
     let ts = now_ms / 1000;
     let signature = if prepared.has_rsa {
-        let (p, id, b) = (prepared.clone(), d.message_id.clone(), body.clone());
+        let (p, id, b) = (prepared.clone(), id.to_string(), body.clone());
         tokio::task::spawn_blocking(move || p.signature(&id, ts, now_ms, &b))
             .await
             .map_err(|e| BuildError { kind: "signing", message: e.to_string() })?
     } else {
-        prepared.signature(&d.message_id, ts, now_ms, &body)
+        prepared.signature(id, ts, now_ms, &body)
     }
     .map_err(|message| BuildError { kind: "signing", message })?;
 
@@ -100,8 +194,8 @@ pub async fn build(
             headers.push((HeaderName::from_static(name), v));
         }
     };
-    push("content-type", &content_type);
-    push(signing::HEADER_ID, &d.message_id);
+    push("content-type", content_type);
+    push(signing::HEADER_ID, id);
     push(signing::HEADER_TIMESTAMP, &ts.to_string());
     push(signing::HEADER_SIGNATURE, &signature);
     push("user-agent", "Hookline/0.1");

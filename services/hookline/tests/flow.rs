@@ -404,3 +404,113 @@ async fn redis_down_restarted_and_stalled_mid_load_loses_and_duplicates_nothing(
     assert!(log.contains("redis unreachable"), "the fallback is logged");
     assert!(log.contains("redis answers again"), "the return to shared state is logged");
 }
+
+/// Batch delivery: one signed request carries several messages (a JSON array, each element
+/// with its own id); each message gets its own outcome; a failed batch is split: every message
+/// retries on its own schedule and arrives once.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_carry_several_messages_each_with_its_own_outcome() {
+    let env = TestEnv::new();
+    setup(&env);
+    let h = Hookline::start(BIN, &env, "all", &[]).await;
+    let events = Tap::start(&env.config.kafka, &format!("{}events", env.config.kafka.topic_prefix), 4);
+    let receiver = Receiver::start().await;
+    let batch = json!({"batch": {"max_size": 10, "max_wait_ms": 300}});
+    endpoint(&h, receiver.url("/batch"), "batch.ok", batch.clone()).await;
+    receiver.set("/flaky", Behaviour::FailTimes { times: 1, status: 500 });
+    endpoint(&h, receiver.url("/flaky"), "batch.flaky", batch).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    trigger_batch(&h, "batch.ok", 0, 25).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let elements = loop {
+        let elements: Vec<Value> = receiver
+            .received("/batch")
+            .iter()
+            .flat_map(|r| {
+                let arr: Vec<Value> = serde_json::from_slice(&r.body).expect("a JSON array body");
+                assert_eq!(r.headers["webhook-batch-size"], arr.len().to_string());
+                assert!(r.headers["webhook-id"].starts_with("batch_"), "{:?}", r.headers);
+                assert!(r.headers["webhook-signature"].starts_with("v1,"), "signed");
+                arr
+            })
+            .collect();
+        if elements.len() >= 25 {
+            break elements;
+        }
+        assert!(Instant::now() < deadline, "{} of 25 messages", elements.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let requests = receiver.received("/batch").len();
+    assert!((3..=10).contains(&requests), "25 messages in {requests} requests (max 10 per batch)");
+    let ns: HashSet<i64> = elements.iter().map(|e| e["data"]["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, (0..25).collect(), "every message once");
+    let ids: HashSet<String> = elements.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 25);
+    assert!(elements.iter().all(|e| e["type"] == "batch.ok" && e["timestamp"].is_string()));
+    let succeeded = events
+        .wait_for(
+            25,
+            Duration::from_secs(20),
+            |e| matches!(e, AnyEvent::AttemptSucceeded(s) if ids.contains(&s.message_id)),
+        )
+        .await;
+    assert_eq!(succeeded.len(), 25, "one outcome per message");
+
+    // The first request fails: each of its messages fails alone and retries alone.
+    trigger_batch(&h, "batch.flaky", 0, 5).await;
+    let failed = events
+        .wait_for(1, Duration::from_secs(30), |e| matches!(e, AnyEvent::AttemptFailed(f) if f.status_code == Some(500)))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let delivered: HashSet<i64> = receiver
+            .received("/flaky")
+            .iter()
+            .skip(1)
+            .flat_map(|r| serde_json::from_slice::<Vec<Value>>(&r.body).unwrap())
+            .map(|e| e["data"]["n"].as_i64().unwrap())
+            .collect();
+        if delivered == (0..5).collect() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "delivered after the failure: {delivered:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first: Vec<Value> = serde_json::from_slice(&receiver.received("/flaky")[0].body).unwrap();
+    let failed_events =
+        events.all().iter().filter(|e| matches!(e, AnyEvent::AttemptFailed(f) if f.status_code == Some(500))).count();
+    assert_eq!(failed_events, first.len(), "one AttemptFailed per message of the failed batch ({failed:?})");
+}
+
+/// Ordered endpoints: one message in flight, in log order; a failing message is retried in
+/// place and the next waits for it; other endpoints on the partition are not held up.
+#[tokio::test(flavor = "multi_thread")]
+async fn ordered_delivery_keeps_log_order_through_failures_and_retries() {
+    let mut env = TestEnv::new();
+    // One partition: the ordered endpoint and the free one share it.
+    env.config.kafka.partitions = 1;
+    setup(&env);
+    let h = Hookline::start(BIN, &env, "all", &[]).await;
+    let receiver = Receiver::start().await;
+    receiver.set("/fifo", Behaviour::FailTimes { times: 2, status: 503 });
+    endpoint(&h, receiver.url("/fifo"), "fifo.e", json!({"ordered": true})).await;
+    receiver.set("/free", Behaviour::Delay(Duration::from_millis(5)));
+    endpoint(&h, receiver.url("/free"), "free.e", json!({})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..20 {
+        let body = json!({"tenant_id": "acme", "event_type": "fifo.e", "payload": {"n": i}});
+        let (code, _) = api(&h, "POST", "/api/webhooks/trigger", Some(body)).await;
+        assert_eq!(code, 202);
+    }
+    trigger_batch(&h, "free.e", 0, 50).await;
+    // The free endpoint is done long before the ordered one finishes its retries.
+    let free_done = receiver.wait_for("/free", 50, Duration::from_secs(30)).await.last().unwrap().at;
+    let got = receiver.wait_for("/fifo", 22, Duration::from_secs(60)).await;
+    let order: Vec<i64> =
+        got.iter().map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["n"].as_i64().unwrap()).collect();
+    let mut expected = vec![0, 0];
+    expected.extend(0..20);
+    assert_eq!(order, expected, "log order, the first retried in place before the next");
+    assert!(free_done < got[2].at, "the free endpoint did not wait for the ordered one's retries");
+}
