@@ -316,6 +316,7 @@ pub async fn project(
 
         // Row writes, concurrently; retried until they succeed (they are idempotent).
         loop {
+            let started = std::time::Instant::now();
             // Futures built up front: a closure inside the stream would defeat the `Send`
             // inference the spawned role task needs.
             let mut writes = Vec::with_capacity(to_apply.len());
@@ -324,6 +325,12 @@ pub async fn project(
             }
             let results: Vec<Result<(), CqlError>> =
                 futures::stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY).collect().await;
+            let m = hookline_telemetry::metrics();
+            let ok = if results.iter().all(Result::is_ok) { "ok" } else { "error" };
+            hookline_telemetry::observe(&m.cql_call_duration, &m.cql_calls, "apply_batch", ok, started.elapsed());
+            if ok == "ok" {
+                m.projector_events.inc_by(to_apply.len() as u64);
+            }
             match results.into_iter().find(Result::is_err) {
                 None => break,
                 Some(Err(e)) => {

@@ -19,7 +19,8 @@ type Probe = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + S
 /// Named dependency probes run by `/readyz`; each role registers what it needs.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    probes: Vec<(&'static str, Probe)>,
+    /// (name, required, probe): a failing optional probe is reported but keeps the process ready.
+    probes: Vec<(&'static str, bool, Probe)>,
 }
 
 /// Longest a single probe may take before it counts as failed.
@@ -31,18 +32,28 @@ impl Readiness {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.probes.push((name, Arc::new(move || Box::pin(probe()))));
+        self.probes.push((name, true, Arc::new(move || Box::pin(probe()))));
+        self
+    }
+
+    /// A dependency the process works without (degraded): reported, not gating readiness.
+    pub fn with_optional<F, Fut>(mut self, name: &'static str, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.probes.push((name, false, Arc::new(move || Box::pin(probe()))));
         self
     }
 
     /// Runs every probe concurrently.
     pub async fn check(&self) -> Vec<CheckResult> {
-        let runs = self.probes.iter().map(|(name, probe)| async move {
+        let runs = self.probes.iter().map(|(name, required, probe)| async move {
             let outcome = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
             };
-            CheckResult { name, ok: outcome.is_ok(), reason: outcome.err() }
+            CheckResult { name, ok: outcome.is_ok(), required: *required, reason: outcome.err() }
         });
         futures::future::join_all(runs).await
     }
@@ -52,6 +63,8 @@ impl Readiness {
 pub struct CheckResult {
     pub name: &'static str,
     pub ok: bool,
+    /// False for a dependency the process works without (its failure does not make it unready).
+    pub required: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -72,7 +85,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let checks = state.readiness.check().await;
-    let ready = checks.iter().all(|c| c.ok);
+    let ready = checks.iter().all(|c| c.ok || !c.required);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(ReadyBody { ready, checks }))
 }

@@ -13,6 +13,7 @@
 //! - [`dlq_view`]: DLQ search by id and the request an entry's attempts sent (for the viewer).
 //! - [`overview`]: the health dashboard's data (per endpoint and per minute).
 //! - [`ui`]: the DLQ viewer and health dashboard pages under `/ui/`, with session sign-in.
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
@@ -24,6 +25,7 @@ pub mod endpoints;
 pub mod health;
 pub mod keys;
 pub mod lag;
+pub mod metrics;
 pub mod overview;
 pub mod params;
 pub mod problem;
@@ -120,6 +122,11 @@ impl AppState {
         master_keys: Arc<MasterKeys>,
     ) -> Result<Self, ApiError> {
         let producer = EventProducer::new(&config.kafka, "hookline-api")?;
+        hookline_telemetry::gauge_fn(
+            hookline_telemetry::names::KAFKA_PRODUCER_QUEUE,
+            hookline_telemetry::labels([(hookline_telemetry::names::CLIENT, "api")]),
+            producer.queue_probe(),
+        );
         let redis = hookline_redis::RedisStore::connect_in_background(
             &config.redis,
             std::time::Duration::from_millis(config.flow.redis_retry_ms),
@@ -155,6 +162,7 @@ pub fn app(state: AppState) -> Router {
         .merge(reads::routes())
         .merge(dlq::routes())
         .merge(lag::routes())
+        .merge(metrics::routes())
         .merge(keys::routes())
         .merge(circuits::routes())
         .merge(dlq_view::routes())

@@ -64,11 +64,51 @@ struct BatchOut {
     trigger_ids: Vec<String>,
 }
 
+/// Counts a trigger request's result (accepted triggers, or the refusal's reason).
+fn count<T>(result: Result<(T, usize), ApiProblem>) -> Result<T, ApiProblem> {
+    use hookline_telemetry::{labels, metrics, names};
+    match result {
+        Ok((v, n)) => {
+            metrics().triggers_accepted.get_or_create(&labels([(names::SOURCE, "api")])).inc_by(n as u64);
+            Ok(v)
+        }
+        Err(p) => {
+            let reason = match &p {
+                ApiProblem::Invalid { .. } | ApiProblem::BadRequest(_) => "invalid",
+                ApiProblem::Unauthorized | ApiProblem::Forbidden(_) => "unauthorized",
+                ApiProblem::TooLarge(_) => "too_large",
+                ApiProblem::Unavailable(_) => "unavailable",
+                ApiProblem::Conflict(_) => "conflict",
+                ApiProblem::NotFound(_) => "not_found",
+                ApiProblem::Internal(_) => "internal",
+            };
+            metrics().triggers_rejected.get_or_create(&labels([(names::REASON, reason)])).inc();
+            Err(p)
+        }
+    }
+}
+
 async fn trigger(
+    state: State<AppState>,
+    caller: Result<Caller, ApiProblem>,
+    body: Result<Json<TriggerIn>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    count(async { trigger_one(state, caller?, body).await.map(|r| (r, 1)) }.await)
+}
+
+async fn batch(
+    state: State<AppState>,
+    caller: Result<Caller, ApiProblem>,
+    body: Result<Json<BatchIn>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    count(async { batch_many(state, caller?, body).await }.await)
+}
+
+async fn trigger_one(
     State(state): State<AppState>,
     caller: Caller,
     body: Result<Json<TriggerIn>, axum::extract::rejection::JsonRejection>,
-) -> Result<impl IntoResponse, ApiProblem> {
+) -> Result<impl IntoResponse + use<>, ApiProblem> {
     let Json(body) = body?;
     let record = to_record(&state, &caller, body, "")?;
     let (trigger_id, replayed) = publish_once(&state, &record).await?;
@@ -79,11 +119,11 @@ async fn trigger(
     Ok((StatusCode::ACCEPTED, headers, Json(TriggerOut { trigger_id })))
 }
 
-async fn batch(
+async fn batch_many(
     State(state): State<AppState>,
     caller: Caller,
     body: Result<Json<BatchIn>, axum::extract::rejection::JsonRejection>,
-) -> Result<impl IntoResponse, ApiProblem> {
+) -> Result<(impl IntoResponse + use<>, usize), ApiProblem> {
     let Json(body) = body?;
     if body.events.is_empty() || body.events.len() > state.config.api.max_batch_size {
         return Err(ApiProblem::invalid(
@@ -100,7 +140,8 @@ async fn batch(
         .collect::<Result<Vec<_>, _>>()?;
     let sends = records.iter().map(|r| async { publish_once(&state, r).await.map(|(id, _)| id) });
     let trigger_ids = futures::future::try_join_all(sends).await?;
-    Ok((StatusCode::ACCEPTED, Json(BatchOut { trigger_ids })))
+    let n = trigger_ids.len();
+    Ok(((StatusCode::ACCEPTED, Json(BatchOut { trigger_ids })), n))
 }
 
 fn to_record(state: &AppState, caller: &Caller, t: TriggerIn, at: &str) -> Result<TriggerRequested, ApiProblem> {

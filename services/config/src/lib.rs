@@ -44,6 +44,7 @@ pub struct Config {
     pub scheduler: SchedulerOptions,
     pub projector: ProjectorOptions,
     pub flow: FlowOptions,
+    pub telemetry: TelemetryOptions,
     pub secrets: SecretsOptions,
 }
 
@@ -188,6 +189,20 @@ pub struct SchedulerOptions {
 pub struct ProjectorOptions {
     /// Days rows are kept (CQL TTL). Default 30.
     pub retention_days: u32,
+}
+
+/// Metrics and trace export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryOptions {
+    /// Address of a listener serving `/metrics` and `/healthz` for processes without the api
+    /// role (the api serves `/metrics` itself), e.g. `0.0.0.0:9464`; empty = none. Default empty.
+    pub metrics_listen: String,
+    /// OTLP/HTTP endpoint that receives trace spans (e.g. `http://127.0.0.1:4318/v1/traces`);
+    /// empty = no export. Default empty.
+    pub otlp_endpoint: String,
+    /// `service.name` of exported spans. Default `hookline`.
+    pub service_name: String,
 }
 
 /// Flow control: rate limits, circuit breakers, idempotency (state shared in Redis).
@@ -395,6 +410,22 @@ impl Config {
                 tiers,
                 "must be 1 to 20 strictly ascending delays, the first at least 100",
             ));
+        }
+        let t = &self.telemetry;
+        if !t.metrics_listen.is_empty() && t.metrics_listen.parse::<SocketAddr>().is_err() {
+            return Err(bad(
+                "telemetry.metrics_listen",
+                &t.metrics_listen,
+                "must be empty or host:port (an IP address)",
+            ));
+        }
+        if !t.otlp_endpoint.is_empty()
+            && !(t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.starts_with("https://"))
+        {
+            return Err(bad("telemetry.otlp_endpoint", &t.otlp_endpoint, "must be empty or an http(s):// URL"));
+        }
+        if t.service_name.is_empty() || t.service_name.len() > 100 {
+            return Err(bad("telemetry.service_name", &t.service_name, "must be 1 to 100 characters"));
         }
         let f = &self.flow;
         if f.rate_limit_max_wait_ms > 60_000 {

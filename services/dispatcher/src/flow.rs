@@ -37,6 +37,11 @@ pub enum Gate {
     },
 }
 
+fn deferred_metric(cause: &'static str) {
+    use hookline_telemetry::{labels, metrics, names};
+    metrics().deferred.get_or_create(&labels([(names::CAUSE, cause)])).inc();
+}
+
 pub const CAUSE_RATE_LIMITED: &str = "rate_limited";
 pub const CAUSE_CIRCUIT_OPEN: &str = "circuit_open";
 
@@ -134,24 +139,35 @@ impl Flow {
         self.stats.redis_errors.fetch_add(1, Ordering::Relaxed);
         self.down_until.store(time::now_ms() + self.opts.redis_retry_ms as i64, Ordering::Relaxed);
         if !self.fallback.swap(true, Ordering::Relaxed) {
+            hookline_telemetry::metrics().redis_fallback.set(1);
             tracing::warn!(error, "flow control: redis unreachable; rate limits and breakers run on local state");
         }
     }
 
     fn answered(&self) {
         if self.fallback.swap(false, Ordering::Relaxed) {
+            hookline_telemetry::metrics().redis_fallback.set(0);
             tracing::info!("flow control: redis answers again; rate limits and breakers use shared state");
         }
     }
 
     /// Runs `call` against Redis with the configured timeout; `None` (and fallback) on failure.
-    async fn call<T, F>(&self, call: impl FnOnce(RedisStore) -> F) -> Option<T>
+    async fn call<T, F>(&self, op: &'static str, call: impl FnOnce(RedisStore) -> F) -> Option<T>
     where
         F: Future<Output = Result<T, hookline_redis::RedisError>>,
     {
         let store = self.redis()?.clone();
         self.stats.redis_calls.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(Duration::from_millis(self.opts.redis_timeout_ms), call(store)).await {
+        let started = Instant::now();
+        let r = tokio::time::timeout(Duration::from_millis(self.opts.redis_timeout_ms), call(store)).await;
+        let m = hookline_telemetry::metrics();
+        let result = match &r {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        hookline_telemetry::observe(&m.redis_call_duration, &m.redis_calls, op, result, started.elapsed());
+        match r {
             Ok(Ok(v)) => {
                 self.answered();
                 Some(v)
@@ -179,6 +195,7 @@ impl Flow {
                 }
                 deferred => {
                     self.stats.deferred_circuit_open.fetch_add(1, Ordering::Relaxed);
+                    deferred_metric(CAUSE_CIRCUIT_OPEN);
                     return deferred;
                 }
             }
@@ -189,6 +206,7 @@ impl Flow {
             Ok(()) => Gate::Go,
             Err(wait_ms) => {
                 self.stats.deferred_rate_limited.fetch_add(1, Ordering::Relaxed);
+                deferred_metric(CAUSE_RATE_LIMITED);
                 Gate::Defer { cause: CAUSE_RATE_LIMITED, until_ms: time::now_ms() + wait_ms as i64 }
             }
         }
@@ -210,7 +228,7 @@ impl Flow {
         // Cool-down over or half-open: ask for a probe slot (shared, so every dispatcher
         // together lets `probes` deliveries through).
         let probes = self.policy.probes;
-        let shared = self.call(|s| async move { s.admit(endpoint_id, probes, None).await }).await;
+        let shared = self.call("breaker_admit", |s| async move { s.admit(endpoint_id, probes, None).await }).await;
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         let b = map.entry(endpoint_id.to_string()).or_default();
         let admitted = match shared {
@@ -252,7 +270,10 @@ impl Flow {
             }
             let budget = max_wait_ms.saturating_sub(started.elapsed().as_millis() as u64);
             let shared =
-                self.call(|s| async move { s.take_tokens(endpoint_id, rate, burst, want, budget, None).await }).await;
+                self.call("take_tokens", |s| async move {
+                    s.take_tokens(endpoint_id, rate, burst, want, budget, None).await
+                })
+                .await;
             let grant = match shared {
                 Some(g) => g,
                 None => {
@@ -291,6 +312,11 @@ impl Flow {
     /// Reports every endpoint's outcomes since the last sync; returns the transitions to record.
     pub async fn sync(&self) -> Vec<BreakerChange> {
         let now = time::now_ms();
+        {
+            let map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.values().filter(|b| b.state != CircuitState::Closed).count();
+            hookline_telemetry::metrics().circuits_not_closed.set(n as i64);
+        }
         let batch: Vec<Outcomes> = {
             let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
             map.retain(|_, b| {
@@ -311,7 +337,7 @@ impl Flow {
         let policy = self.policy;
         let shared = {
             let b = &batch;
-            self.call(|s| async move { s.report_outcomes(b, &policy, None).await }).await
+            self.call("breaker_report", |s| async move { s.report_outcomes(b, &policy, None).await }).await
         };
         let mut changes = Vec::new();
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());

@@ -254,7 +254,42 @@ fn not_attemptable(ep: Option<&hookline_schemas::EndpointUpserted>) -> Option<At
     }
 }
 
+/// Counts an attempt for the breaker and the metrics (attempts by status class and latency).
+/// The error kind label of a result (empty for success).
+fn error_kind(result: &AttemptResult) -> String {
+    match result {
+        AttemptResult::Http(r) if (200..300).contains(&r.status) => String::new(),
+        AttemptResult::Http(_) => "http_status".into(),
+        AttemptResult::Failed(e) => e.kind.as_str().to_string(),
+        AttemptResult::NotAttempted { kind, .. } | AttemptResult::Permanent { kind, .. } => (*kind).to_string(),
+    }
+}
+
+/// Counts what an outcome came to.
+fn count_outcome(label: &'static str, kind: &str) {
+    use hookline_telemetry::{labels, metrics, names};
+    let m = metrics();
+    m.deliveries.get_or_create(&labels([(names::OUTCOME, label), (names::ERROR_KIND, kind)])).inc();
+    match label {
+        "retrying" => m.retries_scheduled.inc(),
+        "dead_lettered" => m.dlq_moved.inc(),
+        _ => 0,
+    };
+}
+
 fn record_outcome(flow: &flow::Flow, endpoint_id: &str, result: &AttemptResult) {
+    use hookline_telemetry::{labels, metrics, names, status_class};
+    let m = metrics();
+    let timed = match result {
+        AttemptResult::Http(r) => Some((status_class(r.status), r.duration)),
+        AttemptResult::Failed(e) => Some(("error", e.duration)),
+        _ => None,
+    };
+    if let Some((class, took)) = timed {
+        let l = labels([(names::STATUS_CLASS, class)]);
+        m.attempts.get_or_create(&l).inc();
+        m.attempt_duration.get_or_create(&l).observe(took.as_secs_f64());
+    }
     match result {
         AttemptResult::Http(r) => flow.record(endpoint_id, (200..300).contains(&r.status)),
         AttemptResult::Failed(_) => flow.record(endpoint_id, false),
@@ -305,6 +340,7 @@ async fn run_single(sh: Arc<Shared>, job: Job, ep: Option<Arc<hookline_schemas::
             }
         };
         record_outcome(&sh.flow, &endpoint_id, &result);
+        let kind = error_kind(&result);
         let ctx = sh.context(ep.as_deref(), ordered);
         let outcome = match ctx.outcome(&d, ep.as_deref(), result, rand::random::<f64>()) {
             Ok(o) => o,
@@ -315,6 +351,7 @@ async fn run_single(sh: Arc<Shared>, job: Job, ep: Option<Arc<hookline_schemas::
                 return;
             }
         };
+        count_outcome(outcome.label, &kind);
         tracing::debug!(
             delivery_id = d.envelope.delivery_id.as_deref(),
             endpoint_id,
@@ -395,8 +432,10 @@ async fn run_batch(sh: Arc<Shared>, jobs: Vec<Job>, ep: Arc<hookline_schemas::En
     let mut update = None;
     for (d, r) in ds.iter().zip(results) {
         let Some(r) = r else { continue };
+        let kind = error_kind(&r);
         match ctx.outcome(d, Some(&ep), r, rand::random::<f64>()) {
             Ok(o) => {
+                count_outcome(o.label, &kind);
                 outputs.extend(o.outputs);
                 // One 410 disables once.
                 if update.is_none() {
@@ -442,6 +481,11 @@ pub async fn run(
         .subscribe(&[&topics.deliveries])
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     let mut producer = TxnProducer::new(kafka, &hookline_kafka::txn::transactional_id(kafka, "dispatcher"))?;
+    hookline_telemetry::gauge_fn(
+        hookline_telemetry::names::KAFKA_PRODUCER_QUEUE,
+        hookline_telemetry::labels([(hookline_telemetry::names::CLIENT, "dispatcher")]),
+        producer.queue_probe(),
+    );
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let flow = flow::Flow::start(&config.redis, &config.flow, shutdown.clone());
     let sh = Arc::new(Shared {
@@ -582,6 +626,15 @@ pub async fn run(
                 for c in changes {
                     let Some(ep) = catalog.get(&c.endpoint_id) else { continue };
                     tracing::info!(endpoint_id = c.endpoint_id, transition = ?c.transition, "circuit breaker");
+                    let to = match c.transition {
+                        hookline_domain::flow::Transition::Opened { .. } => "open",
+                        hookline_domain::flow::Transition::Closed { .. } => "closed",
+                        hookline_domain::flow::Transition::Disable { .. } => "disabled",
+                    };
+                    hookline_telemetry::metrics()
+                        .circuit_transitions
+                        .get_or_create(&hookline_telemetry::labels([(hookline_telemetry::names::TO, to)]))
+                        .inc();
                     match outcome::circuit_records(&codec, &topics, &ep, &c.transition, now) {
                         Ok((records, update)) => {
                             for o in &records {

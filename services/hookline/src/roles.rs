@@ -46,6 +46,32 @@ pub async fn run_roles_until(config: Arc<Config>, roles: &[Role], token: Cancell
     let codec = Arc::new(Codec::new().context("loading the Avro schemas")?);
     let catalog = Catalog::new();
     let mut set: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    if !config.telemetry.metrics_listen.is_empty() {
+        let addr: std::net::SocketAddr =
+            config.telemetry.metrics_listen.parse().context("invalid value for key `telemetry.metrics_listen`")?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics listener {addr}"))?;
+        tracing::info!(%addr, "metrics listening");
+        let token = token.clone();
+        set.spawn(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/metrics",
+                    axum::routing::get(|| async {
+                        (
+                            [(axum::http::header::CONTENT_TYPE, hookline_telemetry::CONTENT_TYPE)],
+                            hookline_telemetry::render(),
+                        )
+                    }),
+                )
+                .route("/healthz", axum::routing::get(|| async { "ok" }));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+                .context("metrics listener")
+        });
+    }
     if roles.iter().any(|r| matches!(r, Role::Api | Role::Router | Role::Dispatcher)) {
         let (catalog, config, codec, token) = (catalog.clone(), config.clone(), codec.clone(), token.clone());
         set.spawn(async move { catalog.follow(&config.kafka, codec, token).await.context("endpoint catalog") });
@@ -88,6 +114,17 @@ pub async fn run_roles_until(config: Arc<Config>, roles: &[Role], token: Cancell
                     let readiness = readiness.with("cql", move || {
                         let s = probe_store.clone();
                         async move { s.release_version().await.map(|_| ()).map_err(|e| e.to_string()) }
+                    });
+                    // Redis is reported but does not gate readiness: without it idempotency
+                    // falls back to the router's log-based dedupe and the dispatcher's flow
+                    // control to local state.
+                    let redis_opts = config.redis.clone();
+                    let readiness = readiness.with_optional("redis", move || {
+                        let o = redis_opts.clone();
+                        async move {
+                            let s = hookline_redis::RedisStore::connect(&o).await.map_err(|e| e.to_string())?;
+                            s.ping().await.map_err(|e| e.to_string())
+                        }
                     });
                     let readers = hookline_api::ReaderHandle::new(hookline_projector::query::Reader { store, suffix });
                     let follower = readers.clone();

@@ -49,6 +49,13 @@ impl EventProducer {
             .map_err(|(source, _)| KafkaError::Produce { topic: topic.to_string(), source })
     }
 
+    /// Messages queued or in flight in this producer, as a probe for a metrics gauge.
+    pub fn queue_probe(&self) -> impl Fn() -> i64 + Send + Sync + 'static {
+        use rdkafka::producer::Producer;
+        let p = self.inner.clone();
+        move || i64::from(p.in_flight_count())
+    }
+
     pub fn inner(&self) -> &FutureProducer {
         &self.inner
     }

@@ -47,6 +47,13 @@ impl TxnProducer {
         Ok(Self { inner, open: false })
     }
 
+    /// Messages queued or in flight in this producer, as a probe for a metrics gauge.
+    pub fn queue_probe(&self) -> impl Fn() -> i64 + Send + Sync + 'static {
+        use rdkafka::producer::Producer;
+        let p = self.inner.clone();
+        move || i64::from(p.in_flight_count())
+    }
+
     fn ensure_open(&mut self) -> Result<(), KafkaError> {
         if !self.open {
             self.inner.begin_transaction().map_err(|source| KafkaError::Transaction { source })?;

@@ -151,6 +151,7 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                     }
                     Decision::Deliver => {
                         producer.send(&topics.deliveries, endpoint_key, value)?;
+                        hookline_telemetry::metrics().retries_due.inc();
                         offsets.insert(key, msg.offset() + 1);
                     }
                     Decision::Repark(tier) => {

@@ -1,0 +1,72 @@
+//! `GET /metrics`: the process's Prometheus metrics (every role running in it), with consumer
+//! lag per group and partition read from Kafka at scrape time. Unauthenticated like
+//! `/healthz`: it carries counts and latencies, no tenant data or ids.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hookline_telemetry::{labels, metrics, names};
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
+    let kafka = state.config.kafka.clone();
+    let t = state.topics.clone();
+    let suffix = state.reader().suffix;
+    let p = kafka.topic_prefix.clone();
+    let pairs = [
+        (format!("{p}router"), t.triggers.clone()),
+        (format!("{p}dispatcher"), t.deliveries.clone()),
+        (format!("{p}projector{suffix}"), t.events.clone()),
+        (format!("{p}projector{suffix}"), t.deliveries.clone()),
+    ];
+    let lags = tokio::task::spawn_blocking(move || {
+        pairs.iter().filter_map(|(g, t)| crate::lag::group_lag(&kafka, g, t).ok()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for g in lags {
+        // The group name without this deployment's prefix keeps label values stable.
+        let group = g.group.strip_prefix(&p).unwrap_or(&g.group).to_string();
+        for part in g.partitions {
+            let l = labels([
+                (names::GROUP, group.as_str()),
+                (names::TOPIC, g.topic.as_str()),
+                (names::PARTITION, part.partition.to_string().as_str()),
+            ]);
+            metrics().consumer_lag.get_or_create(&l).set(part.lag);
+        }
+    }
+    dlq_open(&state).await;
+    ([(CONTENT_TYPE, hookline_telemetry::CONTENT_TYPE)], hookline_telemetry::render())
+}
+
+/// Most endpoints whose open DLQ count is summed per scrape (one read each, 16 at a time).
+const DLQ_OPEN_MAX_ENDPOINTS: usize = 2_000;
+
+/// Sets the open-DLQ gauge from the read models (left as is above the endpoint bound or when
+/// a read fails, so a scrape never reports a wrong total).
+async fn dlq_open(state: &AppState) {
+    use futures::StreamExt;
+    let ids: Vec<String> = state.catalog.list(None).iter().filter_map(|e| e.envelope.endpoint_id.clone()).collect();
+    if ids.len() > DLQ_OPEN_MAX_ENDPOINTS {
+        return;
+    }
+    let reader = state.reader();
+    let reads: Vec<_> = ids.iter().map(|id| reader.endpoint_state(id)).collect();
+    let results: Vec<_> = futures::stream::iter(reads).buffer_unordered(16).collect().await;
+    let mut total = 0i64;
+    for r in results {
+        match r {
+            Ok(s) => total += s.dlq_open,
+            Err(_) => return,
+        }
+    }
+    metrics().dlq_open.set(total);
+}
