@@ -224,6 +224,7 @@ const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The key is claimed in Redis (`SET NX`) before publishing and released if the log refuses the
 /// record. When Redis cannot be reached the trigger is published anyway: the router's log-based
 /// dedupe still keeps a repeat from fanning out (see `hookline_router::dedupe`).
+#[tracing::instrument(name = "accept_trigger", skip_all, fields(trigger_id = record.envelope.trigger_id.as_deref(), tenant_id = record.envelope.tenant_id.as_str()))]
 async fn publish_once(state: &AppState, record: &TriggerRequested) -> Result<(String, bool), ApiProblem> {
     let (Some(key), Some(store)) = (record.idempotency_key.as_deref(), state.redis.get()) else {
         return publish(state, record).await.map(|id| (id, false));

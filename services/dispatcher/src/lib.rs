@@ -39,6 +39,7 @@ use hookline_outbound::{OutboundClient, OutboundOptions};
 use hookline_schemas::{AnyEvent, Codec, DeliveryRequested};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::offsets::PartitionOffsets;
 use crate::outcome::{AttemptResult, Context, Output};
@@ -297,8 +298,28 @@ fn record_outcome(flow: &flow::Flow, endpoint_id: &str, result: &AttemptResult) 
     }
 }
 
-/// One message per request (ordered endpoints retry in place, one attempt after another).
+/// One message per request (ordered endpoints retry in place, one attempt after another), in a
+/// `deliver` span carrying the trigger, delivery, endpoint and attempt ids.
 async fn run_single(sh: Arc<Shared>, job: Job, ep: Option<Arc<hookline_schemas::EndpointUpserted>>, generation: u64) {
+    let e = &job.delivery.envelope;
+    let span = tracing::info_span!(
+        "deliver",
+        trigger_id = e.trigger_id.as_deref(),
+        delivery_id = e.delivery_id.as_deref(),
+        endpoint_id = e.endpoint_id.as_deref(),
+        attempt = e.attempt,
+        partition = job.partition,
+        offset = job.offset,
+    );
+    run_single_in_span(sh, job, ep, generation).instrument(span).await
+}
+
+async fn run_single_in_span(
+    sh: Arc<Shared>,
+    job: Job,
+    ep: Option<Arc<hookline_schemas::EndpointUpserted>>,
+    generation: u64,
+) {
     let jobs = [(job.partition, job.offset)];
     let mut d = job.delivery;
     let endpoint_id = d.envelope.endpoint_id.clone().unwrap_or_default();
@@ -329,9 +350,17 @@ async fn run_single(sh: Arc<Shared>, job: Job, ep: Option<Arc<hookline_schemas::
                 let e = ep.as_ref().expect("attemptable endpoints exist");
                 match prepare(&sh.prepared, e, &sh.master_keys, &sh.engine).await {
                     Err(message) => AttemptResult::Permanent { kind: "config", message },
-                    Ok(p) => match request::build(&d, e, p, time::now_ms(), sh.max_timeout).await {
+                    Ok(p) => match request::build(&d, e, p, time::now_ms(), sh.max_timeout)
+                        .instrument(tracing::info_span!("build_request"))
+                        .await
+                    {
                         Err(b) => AttemptResult::Permanent { kind: b.kind, message: b.message },
-                        Ok(req) => match sh.client.post(req).await {
+                        Ok(req) => match sh
+                            .client
+                            .post(req)
+                            .instrument(tracing::info_span!("http_post", attempt = d.envelope.attempt))
+                            .await
+                        {
                             Ok(r) => AttemptResult::Http(r),
                             Err(err) => AttemptResult::Failed(err),
                         },
@@ -376,6 +405,21 @@ async fn run_single(sh: Arc<Shared>, job: Job, ep: Option<Arc<hookline_schemas::
 
 /// Several messages in one request; each message gets its own outcome records.
 async fn run_batch(sh: Arc<Shared>, jobs: Vec<Job>, ep: Arc<hookline_schemas::EndpointUpserted>, generation: u64) {
+    let span = tracing::info_span!(
+        "deliver_batch",
+        endpoint_id = ep.envelope.endpoint_id.as_deref(),
+        messages = jobs.len(),
+        partition = jobs.first().map(|j| j.partition),
+    );
+    run_batch_in_span(sh, jobs, ep, generation).instrument(span).await
+}
+
+async fn run_batch_in_span(
+    sh: Arc<Shared>,
+    jobs: Vec<Job>,
+    ep: Arc<hookline_schemas::EndpointUpserted>,
+    generation: u64,
+) {
     let positions: Vec<(i32, i64)> = jobs.iter().map(|j| (j.partition, j.offset)).collect();
     let endpoint_id = ep.envelope.endpoint_id.clone().unwrap_or_default();
     let ds: Vec<&DeliveryRequested> = jobs.iter().map(|j| &j.delivery).collect();
@@ -407,7 +451,7 @@ async fn run_batch(sh: Arc<Shared>, jobs: Vec<Job>, ep: Arc<hookline_schemas::En
                 results[i] = Some(AttemptResult::Permanent { kind: b.kind, message: b.message });
             }
             if let Some(req) = req {
-                let shared = match sh.client.post(req).await {
+                let shared = match sh.client.post(req).instrument(tracing::info_span!("http_post")).await {
                     Ok(r) => AttemptResult::Http(r),
                     Err(err) => AttemptResult::Failed(err),
                 };

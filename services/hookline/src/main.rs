@@ -104,10 +104,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = roles::init_logging(&config.log) {
-        eprintln!("hookline: {e}");
-        return ExitCode::from(2);
-    }
+    let tracer_provider = match roles::init_logging(&config.log, &config.telemetry) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("hookline: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     // Roles that seal or open endpoint secrets refuse to start without a valid master key.
     let needs_keys = matches!(cli.command, Command::Api | Command::Dispatcher | Command::All);
     if needs_keys && let Err(e) = hookline_domain::sealing::MasterKeys::parse(&config.secrets.master_keys) {
@@ -150,6 +153,13 @@ fn main() -> ExitCode {
             }
         }
     });
+    drop(runtime);
+    // Export the last spans.
+    if let Some(p) = tracer_provider
+        && let Err(e) = p.shutdown()
+    {
+        eprintln!("hookline: flushing trace spans: {e}");
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hookline_config::{Config, LogOptions};
+use hookline_config::{Config, LogOptions, TelemetryOptions};
 use hookline_domain::sealing::MasterKeys;
 use hookline_kafka::catalog::Catalog;
 use hookline_schemas::Codec;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -27,12 +28,43 @@ impl Role {
     pub const ALL: &'static [Role] = &[Role::Api, Role::Router, Role::Dispatcher, Role::Scheduler, Role::Projector];
 }
 
-pub fn init_logging(log: &LogOptions) -> anyhow::Result<()> {
+/// Installs logging (text or JSON lines on stderr) and, when `telemetry.otlp_endpoint` is set,
+/// OpenTelemetry export of the spans over OTLP/HTTP. Returns the tracer provider to shut down
+/// (flush) at exit. Call before the async runtime exists (the exporter has its own thread).
+pub fn init_logging(log: &LogOptions, telemetry: &TelemetryOptions) -> anyhow::Result<Option<SdkTracerProvider>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         EnvFilter::try_new(&log.level).with_context(|| format!("invalid value {:?} for key `log.level`", log.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if log.format == "json" { builder.json().try_init() } else { builder.try_init() };
-    result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if log.format == "json" { fmt.json().boxed() } else { fmt.boxed() };
+    let (otel, provider) = if telemetry.otlp_endpoint.is_empty() {
+        (None, None)
+    } else {
+        use opentelemetry::trace::TracerProvider;
+        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(&telemetry.otlp_endpoint)
+            .with_timeout(Duration::from_secs(5))
+            .with_headers(Default::default())
+            .build()
+            .with_context(|| {
+                format!("invalid value {:?} for key `telemetry.otlp_endpoint`", telemetry.otlp_endpoint)
+            })?;
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name(telemetry.service_name.clone()).build();
+        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+        let tracer = provider.tracer("hookline");
+        (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
+    Ok(provider)
 }
 
 /// Runs `roles` until a signal, or until one of them fails (then the others are stopped).

@@ -145,3 +145,49 @@ async fn metrics_cover_the_pipeline_and_pass_promtool() {
     let (head, _) = get(addr, "/healthz").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
+
+/// With `telemetry.otlp_endpoint` set, a delivery's spans (trigger accepted, routed, delivered,
+/// with their ids) reach an OTLP/HTTP collector.
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_are_exported_over_otlp_when_configured() {
+    use std::sync::{Arc, Mutex};
+    let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let b = bodies.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let b = b.clone();
+            async move {
+                b.lock().unwrap().push(body.to_vec());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let env = TestEnv::new();
+    Hookline::create_topics(BIN, &env);
+    Hookline::migrate(BIN, &env);
+    let mut h = Hookline::start(BIN, &env, "all", &[("HOOKLINE_TELEMETRY__OTLP_ENDPOINT", otlp.as_str())]).await;
+    let receiver = Receiver::start().await;
+    let body = json!({"tenant_id": "acme", "url": receiver.url("/t"), "event_types": ["traced.e"]});
+    let (code, _) = call(h.api, "POST", "/api/endpoints", Some(ADMIN_TOKEN), Some(&body)).await;
+    assert_eq!(code, 201);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t = json!({"tenant_id": "acme", "event_type": "traced.e", "payload": {"x": 1}});
+    let (code, out) = call(h.api, "POST", "/api/webhooks/trigger", Some(ADMIN_TOKEN), Some(&t)).await;
+    assert_eq!(code, 202);
+    let trigger_id = out["trigger_id"].as_str().unwrap().to_string();
+    receiver.wait_for("/t", 1, Duration::from_secs(30)).await;
+    // A clean stop flushes whatever the batch exporter still holds.
+    h.stop();
+    let found = |needle: &[u8]| bodies.lock().unwrap().iter().any(|b| b.windows(needle.len()).any(|w| w == needle));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(found(b"deliver") && found(b"http_post") && found(b"route") && found(trigger_id.as_bytes())) {
+        assert!(Instant::now() < deadline, "spans with the trigger id never reached the collector");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(found(b"accept_trigger"));
+}

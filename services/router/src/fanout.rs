@@ -50,6 +50,7 @@ pub fn route_record(
     }
     let trigger_id =
         trigger.envelope.trigger_id.clone().unwrap_or_else(|| ids::trigger_id_from_position(topic, partition, offset));
+    let _span = tracing::info_span!("route", trigger_id, partition, offset, event_type = trigger.event_type).entered();
     let tenant = &trigger.envelope.tenant_id;
     if let Some(d) = dedupe
         && let Verdict::Duplicate { first_trigger_id } = d.check(
