@@ -5,14 +5,14 @@
     python consume.py --bootstrap localhost:19092 --topic hookline.events --group analytics
 
 Every record value is an Avro single-object encoding (see ../README.md): the marker C3 01, the
-writer schema's CRC-64-AVRO fingerprint (8 bytes, little-endian), then the Avro datum. No
-schema registry: ../avro/fingerprints.json maps every released `.avsc` file to the 8 header
-bytes Hookline writes for it. Look fingerprints up there rather than computing them: Hookline's
-Rust codec (apache-avro) canonicalises logical types differently from fastavro and Java, so a
-computed fingerprint does not match (every schema has one: the envelope's `occurred_at`).
+writer schema's CRC-64-AVRO fingerprint (8 bytes, little-endian), then the Avro datum. No schema
+registry: the fingerprint of every released `.avsc` file is computed here with fastavro's own
+functions. Records written before Hookline used the specification's fingerprint carry a legacy
+one; ../avro/fingerprints.json lists it beside each file's fingerprint, and it is accepted too.
 
 `--decode-hex FILE` decodes `<RecordName> <hex>` lines instead of reading Kafka (the test suite
-runs it on records written by Hookline's Rust codec: schemas/examples/samples.hex).
+runs it on records written by Hookline's Rust codec: schemas/examples/samples.hex, and as earlier
+versions wrote them: samples-legacy.hex).
 """
 
 import argparse
@@ -33,18 +33,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def load_schemas(folder):
     """header fingerprint (8 bytes) -> (record name, parsed writer schema)."""
-    with open(os.path.join(folder, "fingerprints.json")) as f:
-        published = json.load(f)  # {"TriggerRequested.v1.avsc": "<16 hex digits>", ...}
     schemas = {}
     for path in sorted(glob.glob(os.path.join(folder, "*.avsc"))):
         with open(path) as f:
             schema = parse_schema(json.load(f))
-        entry = (schema["name"].split(".")[-1], schema)
-        if os.path.basename(path) in published:
-            schemas[bytes.fromhex(published[os.path.basename(path)])] = entry
-        # The specification's fingerprint too (fastavro's hex is already little-endian), in
-        # case a future codec writes that one.
-        schemas.setdefault(bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")), entry)
+        # fastavro's hex is the 8 header bytes (the fingerprint, little-endian).
+        header = bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+        schemas[header] = (schema["name"].split(".")[-1], schema)
+    # Legacy fingerprints of records written by earlier Hookline versions, mapped to the schema
+    # that has the entry's fingerprint.
+    table = os.path.join(folder, "fingerprints.json")
+    if os.path.exists(table):
+        with open(table) as f:
+            for entry in json.load(f).values():
+                known = schemas.get(bytes.fromhex(entry["fingerprint"]))
+                if known and "legacy" in entry:
+                    schemas.setdefault(bytes.fromhex(entry["legacy"]), known)
     return schemas
 
 

@@ -1,8 +1,9 @@
 use std::collections::HashMap;
 
-use apache_avro::{Schema, rabin::Rabin};
+use apache_avro::Schema;
 use serde::Serialize;
 
+use crate::canonical::{canonical_form, crc64_avro};
 use crate::error::CodecError;
 use crate::events::{AnyEvent, Event, decode_named};
 
@@ -34,6 +35,34 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
 /// The 8-byte CRC-64-AVRO (Rabin) fingerprint of a schema's parsing canonical form.
 pub type Fingerprint = u64;
 
+/// `(specification fingerprint, legacy fingerprint)` of every schema version released before the
+/// codec computed the specification's canonical form. Those versions wrote apache-avro 0.22's
+/// fingerprint (its canonical form keeps `{"type":"long"}` for a logical type), and their records
+/// stay on topics for the topics' retention, so readers accept both. Frozen: the values are the
+/// bytes that were written, whatever apache-avro computes today; no newer version has an entry.
+const LEGACY_FINGERPRINTS: &[(Fingerprint, Fingerprint)] = &[
+    (0xbed8_5be8_aebc_9367, 0x189a_7053_47e1_3fcb), // AttemptFailed.v1
+    (0xdef5_0b64_8566_9325, 0x7e1d_70de_30fa_8206), // AttemptSucceeded.v1
+    (0xf3e2_1a82_5199_eb57, 0xdba2_d341_b18c_19e7), // CircuitClosed.v1
+    (0x9ef7_ea35_eaab_efad, 0x6eea_f2fb_6308_6431), // CircuitOpened.v1
+    (0x8f31_8f89_18ed_26f0, 0x715c_6902_3ed2_8251), // DLQDiscarded.v1
+    (0x37a8_4b42_3896_ef29, 0xe72a_ddf6_1771_2f56), // DLQReplayed.v1
+    (0x8105_55af_69dc_ba41, 0x45da_ab9d_d174_7d31), // DeliveryDeferred.v1
+    (0x39e4_d6ce_4bce_6697, 0x5e47_8f76_ff39_dda6), // DeliveryRequested.v1
+    (0xd9a7_fb70_a59a_db26, 0xc417_2eba_2373_3d98), // EndpointDeleted.v1
+    (0x1bef_3a8f_c072_e702, 0xae22_e3f2_b1c2_0026), // EndpointDisabled.v1
+    (0xd635_508b_c7ad_c784, 0x73d7_843f_836c_8607), // EndpointUpserted.v1
+    (0xf7f2_952d_d008_1d02, 0x5d80_0e48_dc0a_3956), // MovedToDLQ.v1
+    (0x1da2_fe68_87c0_9362, 0xd4c7_ee9a_0364_fc43), // RecordQuarantined.v1
+    (0xf4a9_6b60_54ee_576d, 0x4582_cb72_75af_0994), // TriggerRequested.v1
+];
+
+/// The legacy header fingerprint that earlier Hookline versions wrote for the schema whose
+/// specification fingerprint is `fingerprint`, if that schema was released before the change.
+pub fn legacy_fingerprint(fingerprint: Fingerprint) -> Option<Fingerprint> {
+    LEGACY_FINGERPRINTS.iter().find(|(spec, _)| *spec == fingerprint).map(|(_, legacy)| *legacy)
+}
+
 /// Largest single allocation the decoder makes for one bytes/string/array field.
 const MAX_ALLOCATION: usize = 64 * 1024 * 1024;
 const MARKER: [u8; 2] = [0xC3, 0x01];
@@ -53,7 +82,10 @@ struct Current {
 ///
 /// Cheap to share (`Arc<Codec>`); built once at start.
 pub struct Codec {
-    writers: HashMap<Fingerprint, Writer>,
+    writers: Vec<Writer>,
+    /// Header fingerprint → index into `writers`: every schema's specification fingerprint (the
+    /// one written) and, for versions released before the change, its legacy one.
+    by_fingerprint: HashMap<Fingerprint, usize>,
     current: HashMap<String, Current>,
 }
 
@@ -68,39 +100,33 @@ impl Codec {
     pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> Result<Self, CodecError> {
         // A corrupt length prefix must give an error, not a multi-gigabyte allocation.
         let _ = apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
-        let mut writers = HashMap::new();
-        let mut newest: HashMap<String, (u32, Schema, Fingerprint)> = HashMap::new();
+        let mut codec = Self { writers: Vec::new(), by_fingerprint: HashMap::new(), current: HashMap::new() };
+        let mut newest: HashMap<String, (u32, usize, Fingerprint)> = HashMap::new();
         for (file, json) in files {
-            let bad = |source| CodecError::SchemaFile { file: file.clone(), source: Box::new(source) };
-            let schema = Schema::parse_str(&json).map_err(bad)?;
-            let name = match &schema {
-                Schema::Record(r) => r.name.name().to_string(),
-                _ => return Err(CodecError::NotARecord { file }),
-            };
             let version = file
                 .rsplit_once(".v")
                 .and_then(|(_, rest)| rest.strip_suffix(".avsc"))
                 .and_then(|v| v.parse::<u32>().ok())
                 .unwrap_or(0);
-            let fp = fingerprint(&schema);
-            match newest.get(&name) {
+            let (index, fp) = codec.add_writer(file, &json)?;
+            let name = &codec.writers[index].name;
+            match newest.get(name) {
                 Some((v, _, _)) if *v >= version => {}
                 _ => {
-                    newest.insert(name.clone(), (version, schema.clone(), fp));
+                    newest.insert(name.clone(), (version, index, fp));
                 }
             }
-            writers.insert(fp, Writer { name, schema });
         }
-        let current = newest
+        codec.current = newest
             .into_iter()
-            .map(|(name, (_, schema, fp))| {
+            .map(|(name, (_, index, fp))| {
                 let mut header = [0u8; HEADER_LEN];
                 header[..2].copy_from_slice(&MARKER);
                 header[2..].copy_from_slice(&fp.to_le_bytes());
-                (name, Current { schema, header })
+                (name, Current { schema: codec.writers[index].schema.clone(), header })
             })
             .collect();
-        Ok(Self { writers, current })
+        Ok(codec)
     }
 
     /// Adds writer schemas (e.g. newer versions published after this binary was built) without
@@ -111,15 +137,30 @@ impl Codec {
         files: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, CodecError> {
         for (file, json) in files {
-            let schema = Schema::parse_str(&json)
-                .map_err(|source| CodecError::SchemaFile { file: file.clone(), source: Box::new(source) })?;
-            let Schema::Record(r) = &schema else {
-                return Err(CodecError::NotARecord { file });
-            };
-            let name = r.name.name().to_string();
-            self.writers.insert(fingerprint(&schema), Writer { name, schema });
+            self.add_writer(file, &json)?;
         }
         Ok(self)
+    }
+
+    /// Parses a record schema and makes it readable under its specification fingerprint (and its
+    /// legacy one, if it has one). Returns its index in `writers` and its specification fingerprint.
+    fn add_writer(&mut self, file: String, json: &str) -> Result<(usize, Fingerprint), CodecError> {
+        let schema = Schema::parse_str(json)
+            .map_err(|source| CodecError::SchemaFile { file: file.clone(), source: Box::new(source) })?;
+        let Schema::Record(r) = &schema else {
+            return Err(CodecError::NotARecord { file });
+        };
+        let name = r.name.name().to_string();
+        let canonical = canonical_form(json).map_err(|reason| CodecError::CanonicalForm { schema: file, reason })?;
+        let fp = crc64_avro(canonical.as_bytes());
+        let index = self.writers.len();
+        self.writers.push(Writer { name, schema });
+        self.by_fingerprint.insert(fp, index);
+        if let Some(legacy) = legacy_fingerprint(fp) {
+            // A specification fingerprint always wins over a legacy one.
+            self.by_fingerprint.entry(legacy).or_insert(index);
+        }
+        Ok((index, fp))
     }
 
     /// Record names this codec can write.
@@ -185,7 +226,7 @@ impl Codec {
             .map_err(|other| CodecError::WrongType { expected: E::NAME, found: other.name().to_string() })
     }
 
-    /// The fingerprint of the newest schema for `name`.
+    /// The fingerprint written for `name`: the specification fingerprint of its newest schema.
     pub fn fingerprint_of(&self, name: &str) -> Option<Fingerprint> {
         self.current.get(name).map(|c| u64::from_le_bytes(c.header[2..].try_into().unwrap_or_default()))
     }
@@ -200,7 +241,8 @@ impl Codec {
         let mut fp = [0u8; 8];
         fp.copy_from_slice(&bytes[2..HEADER_LEN]);
         let fingerprint = u64::from_le_bytes(fp);
-        self.writers.get(&fingerprint).ok_or(CodecError::UnknownSchema { fingerprint })
+        let index = self.by_fingerprint.get(&fingerprint).ok_or(CodecError::UnknownSchema { fingerprint })?;
+        Ok(&self.writers[*index])
     }
 }
 
@@ -221,11 +263,4 @@ impl std::io::Read for ExactReader<'_> {
         }
         self.rest.read(buf)
     }
-}
-
-fn fingerprint(schema: &Schema) -> Fingerprint {
-    let fp = schema.fingerprint::<Rabin>();
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&fp.bytes[..8]);
-    u64::from_le_bytes(bytes)
 }

@@ -15,6 +15,8 @@ pub enum CodecError {
         #[source]
         source: Box<apache_avro::Error>,
     },
+    #[error("cannot compute the parsing canonical form of {schema}: {reason}")]
+    CanonicalForm { schema: String, reason: String },
     #[error("schema file {file} is not a record schema")]
     NotARecord { file: String },
     #[error("no schema for record type {record_type}")]

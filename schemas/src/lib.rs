@@ -7,14 +7,20 @@
 //!   [`Envelope`].
 //! - [`Codec`] writes records in Avro *single-object encoding* (`C3 01` + the writer schema's
 //!   8-byte CRC-64-AVRO fingerprint, little endian + the binary datum) and reads any known writer
-//!   version into the newest reader types by Avro schema resolution.
+//!   version into the newest reader types by Avro schema resolution. It also reads records that
+//!   earlier versions wrote with a legacy fingerprint ([`legacy_fingerprint`]).
+//! - `canonical` computes the specification's Parsing Canonical Form and fingerprint
+//!   ([`parsing_canonical_form`], [`parsing_fingerprint`]) over the schema JSON, the same as
+//!   Java's and fastavro's (apache-avro's differs for logical types).
 //! - [`CodecError`] is the typed error: corrupt bytes, unknown fingerprints and mismatched
 //!   types never panic.
 
+mod canonical;
 mod codec;
 mod error;
 pub mod events;
 
-pub use codec::{Codec, Fingerprint, SCHEMA_FILES};
+pub use canonical::{crc64_avro, parsing_canonical_form, parsing_fingerprint};
+pub use codec::{Codec, Fingerprint, SCHEMA_FILES, legacy_fingerprint};
 pub use error::CodecError;
 pub use events::*;

@@ -220,9 +220,9 @@ fn old_reader_reads_records_of_a_newer_schema() {
     fields.push(("http_version".into(), Value::String("2".into())));
     #[allow(deprecated)]
     let datum = apache_avro::to_avro_datum(&v2_schema, Value::Record(fields)).unwrap();
-    let fp = v2_schema.fingerprint::<apache_avro::rabin::Rabin>();
+    let fp = parsing_fingerprint(&v2_json).unwrap();
     let mut bytes = vec![0xC3, 0x01];
-    bytes.extend_from_slice(&fp.bytes);
+    bytes.extend_from_slice(&fp.to_le_bytes());
     bytes.extend_from_slice(&datum);
 
     // The old codec alone does not know the new writer schema: a typed error, not a panic.
@@ -268,4 +268,41 @@ fn corrupt_and_unknown_records_are_typed_errors() {
     huge.truncate(10);
     huge.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
     assert!(codec.decode(&huge).is_err());
+}
+
+/// Records carry the specification's fingerprint of their schema file (what Java and fastavro
+/// compute); the same record with the legacy header that earlier versions wrote decodes the same.
+#[test]
+fn writes_the_specification_fingerprint_and_reads_the_legacy_one() {
+    let codec = Codec::new().unwrap();
+    for sample in samples() {
+        let bytes = encode_any(&codec, &sample);
+        let (file, json) = SCHEMA_FILES.iter().find(|(f, _)| f.starts_with(&format!("{}.v", sample.name()))).unwrap();
+        let spec = parsing_fingerprint(json).unwrap();
+        assert_eq!(bytes[2..10], spec.to_le_bytes(), "{file}");
+
+        let legacy = legacy_fingerprint(spec).unwrap_or_else(|| panic!("{file} has no legacy fingerprint"));
+        assert_ne!(legacy, spec, "{file}: every schema has a logical type, so the two differ");
+        let mut old = bytes.clone();
+        old[2..10].copy_from_slice(&legacy.to_le_bytes());
+        assert_eq!(codec.peek_name(&old).unwrap(), sample.name());
+        assert_eq!(codec.decode(&old).unwrap(), sample, "{file} with its legacy header");
+        // A legacy record re-encoded gets the specification's header.
+        assert_eq!(encode_any(&codec, &codec.decode(&old).unwrap()), bytes);
+    }
+}
+
+/// The legacy fingerprints are apache-avro 0.22's (what earlier versions wrote), one for each
+/// schema version released before the change. They are frozen in the codec: if a newer apache-avro
+/// computes something else, this test fails and must be relaxed; the frozen values stay.
+#[test]
+fn legacy_fingerprints_are_what_apache_avro_wrote() {
+    let mut with_legacy = 0;
+    for (file, json) in SCHEMA_FILES {
+        let Some(legacy) = legacy_fingerprint(parsing_fingerprint(json).unwrap()) else { continue };
+        let written = Schema::parse_str(json).unwrap().fingerprint::<apache_avro::rabin::Rabin>();
+        assert_eq!(legacy.to_le_bytes().as_slice(), &written.bytes[..], "{file}");
+        with_legacy += 1;
+    }
+    assert_eq!(with_legacy, 14, "the 14 schema versions released before the change");
 }
