@@ -10,14 +10,19 @@
 //! - [`keys`]: key rotation, audited reveal, JWKS, transformation preview.
 //! - [`lag`]: consumer lag per group and partition.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`), built from the same registrations as
+//!   the routes, so the two cannot diverge; [`router`] holds both.
+//! - [`extract`]: `Json`/`Path`/`Query` extractors that reject with problem+json.
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
 pub mod auth;
 pub mod dlq;
 pub mod endpoints;
+pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod lag;
+pub mod openapi;
 pub mod params;
 pub mod problem;
 pub mod reads;
@@ -25,7 +30,7 @@ pub mod triggers;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{Extension, Router};
 use hookline_config::Config;
 use hookline_domain::sealing::MasterKeys;
 use hookline_kafka::catalog::Catalog;
@@ -34,6 +39,7 @@ use hookline_kafka::{KafkaError, Topics};
 use hookline_projector::query::Reader;
 use hookline_schemas::Codec;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use health::Readiness;
 
@@ -130,18 +136,36 @@ impl AppState {
     }
 }
 
-/// The whole HTTP app.
-pub fn app(state: AppState) -> Router {
-    Router::new()
+/// Every route the API serves and the OpenAPI document describing them.
+///
+/// Register routes here, and only here (never on the `Router` that [`app`] returns): the test
+/// in `openapi.rs` inspects this router and fails when a route is missing from the document.
+/// Documented routes go through the per-module `OpenApiRouter`s (`routes!(handler)` with a
+/// `#[utoipa::path]` on the handler). Only paths under [`openapi::UNDOCUMENTED_PREFIXES`]
+/// (`/ui/`) may be added as plain axum routes, after `split_for_parts`.
+pub fn router(max_payload_bytes: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(health::routes())
         .merge(endpoints::routes())
-        .merge(triggers::routes(state.config.api.max_payload_bytes))
+        .merge(triggers::routes(max_payload_bytes))
         .merge(reads::routes())
         .merge(dlq::routes())
         .merge(lag::routes())
         .merge(keys::routes())
-        .fallback(|| async { problem::ApiProblem::NotFound("route") })
-        .with_state(state)
+        .merge(openapi::routes())
+        // METRICS: `/metrics` (Prometheus text) goes here as `.merge(metrics::routes())`, its handler
+        // annotated `#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = OK,
+        // description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String)))]`.
+        .split_for_parts();
+    openapi::finish(&mut doc);
+    let router = router.layer(Extension(openapi::Document::new(&doc)));
+    (router, doc)
+}
+
+/// The whole HTTP app.
+pub fn app(state: AppState) -> Router {
+    let (router, _) = router(state.config.api.max_payload_bytes);
+    router.fallback(|| async { problem::ApiProblem::NotFound("route") }).with_state(state)
 }
 
 /// Serves the API on `config.api.listen` until `shutdown` fires, then drains.

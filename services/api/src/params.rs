@@ -23,6 +23,13 @@ impl Params {
         Ok(Self { map })
     }
 
+    /// Refuses every parameter `P` does not document, so parsing and the API document agree.
+    pub fn documented<P: utoipa::IntoParams>(map: HashMap<String, String>) -> Result<Self, ApiProblem> {
+        let names: Vec<String> = P::into_params(|| None).into_iter().map(|p| p.name).collect();
+        let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
+        Self::new(map, &allowed)
+    }
+
     pub fn str(&self, k: &str) -> Option<&str> {
         self.map.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }

@@ -3,20 +3,22 @@
 //! TriggerRequested record (acks=all, idempotent producer); a broker that does not answer
 //! gives 503, never a silent loss.
 
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::{Json, Router};
 use base64::Engine;
 use hookline_domain::subscriptions::validate_event_type;
 use hookline_domain::{ids, time};
 use hookline_schemas::{Envelope, Event, TriggerRequested};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::extract::ApiJson;
 use crate::problem::ApiProblem;
 
 /// A batch body may be this many times the single-payload limit.
@@ -24,61 +26,105 @@ pub const BATCH_BODY_FACTOR: usize = 8;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 pub const MAX_EXPLICIT_ENDPOINTS: usize = 100;
 
-pub fn routes(max_payload: usize) -> Router<AppState> {
+pub fn routes(max_payload: usize) -> OpenApiRouter<AppState> {
     // Room for the JSON envelope and base64's 4/3 inflation around the payload itself.
     let single = max_payload / 3 * 4 + 64 * 1024;
-    Router::new()
-        .route("/api/webhooks/trigger", post(trigger).layer(DefaultBodyLimit::max(single)))
-        .route("/api/webhooks/trigger/batch", post(batch).layer(DefaultBodyLimit::max(single * BATCH_BODY_FACTOR)))
+    OpenApiRouter::new()
+        .routes(routes!(trigger).layer(DefaultBodyLimit::max(single)))
+        .routes(routes!(batch).layer(DefaultBodyLimit::max(single * BATCH_BODY_FACTOR)))
 }
 
-#[derive(Debug, Deserialize)]
+/// One event to deliver to every subscribed endpoint of the tenant (or to `endpoint_ids`).
+/// Give exactly one of `payload` and `payload_base64`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Trigger)]
 pub struct TriggerIn {
+    /// Admin tokens must name the tenant; tenant tokens may omit it (or name their own).
     pub tenant_id: Option<String>,
+    /// The event type endpoints subscribe to (no `*`).
+    #[schema(example = "invoice.paid")]
     pub event_type: String,
     /// A JSON payload, delivered byte-exact as sent.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<Box<RawValue>>,
     /// Or any bytes, base64-encoded, with `content_type`.
     pub payload_base64: Option<String>,
+    /// Media type of the payload (default `application/json`, or `application/octet-stream`
+    /// for `payload_base64`).
     pub content_type: Option<String>,
+    /// A repeated key (per tenant, 24 h) returns the first trigger's id and creates nothing.
     pub idempotency_key: Option<String>,
+    /// Deliver only to these endpoints of the tenant (1 to 100), whatever they subscribe to.
     pub endpoint_ids: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Up to `api.max_batch_size` events, validated together: one bad event rejects the batch.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TriggerBatch)]
 pub struct BatchIn {
     pub events: Vec<TriggerIn>,
 }
 
-#[derive(Serialize)]
-struct TriggerOut {
-    trigger_id: String,
+/// An accepted trigger.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TriggerAccepted)]
+pub struct TriggerOut {
+    pub trigger_id: String,
 }
 
-#[derive(Serialize)]
-struct BatchOut {
-    trigger_ids: Vec<String>,
+/// Accepted triggers, in the order of the request's events.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TriggerBatchAccepted)]
+pub struct BatchOut {
+    pub trigger_ids: Vec<String>,
 }
 
+/// Triggers one event; answered once the broker acknowledged it (acks=all).
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/trigger",
+    operation_id = "trigger",
+    tag = "triggers",
+    request_body = TriggerIn,
+    responses(
+        (status = ACCEPTED, description = "Accepted: durable on the triggers topic", body = TriggerOut),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+        (status = PAYLOAD_TOO_LARGE, description = "The payload exceeds `api.max_payload_bytes`"),
+        (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge; the trigger was not accepted"),
+    )
+)]
 async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<TriggerIn>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<TriggerIn>,
 ) -> Result<impl IntoResponse, ApiProblem> {
-    let Json(body) = body?;
     let record = to_record(&state, &caller, body, "")?;
     let trigger_id = publish(&state, &record).await?;
     Ok((StatusCode::ACCEPTED, Json(TriggerOut { trigger_id })))
 }
 
+/// Triggers several events; all are validated before any is written.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/trigger/batch",
+    operation_id = "trigger_batch",
+    tag = "triggers",
+    request_body = BatchIn,
+    responses(
+        (status = ACCEPTED, description = "Accepted: every event is durable on the triggers topic", body = BatchOut),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+        (status = PAYLOAD_TOO_LARGE, description = "A payload exceeds `api.max_payload_bytes`"),
+        (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge every event; retry the batch \
+                                                      (idempotency keys make a retry safe)"),
+    )
+)]
 async fn batch(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<BatchIn>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<BatchIn>,
 ) -> Result<impl IntoResponse, ApiProblem> {
-    let Json(body) = body?;
     if body.events.is_empty() || body.events.len() > state.config.api.max_batch_size {
         return Err(ApiProblem::invalid(
             "events",
