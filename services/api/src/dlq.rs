@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::endpoints::TenantId;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::params::Params;
 use crate::problem::ApiProblem;
@@ -75,12 +76,15 @@ fn entry_out(entry: DlqEntry) -> EntryOut {
 #[allow(dead_code)]
 pub struct DlqQuery {
     /// The tenant (required for admin tokens; a tenant token may only name its own).
+    #[param(value_type = Option<TenantId>)]
     tenant_id: Option<String>,
     endpoint_id: Option<String>,
     event_type: Option<String>,
     /// Window start, Unix milliseconds (default: 7 days before `until`).
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
     since: Option<i64>,
     /// Window end, Unix milliseconds (default: a minute from now).
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
     until: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -120,7 +124,7 @@ fn tenant_of(caller: &Caller, requested: Option<&str>) -> Result<String, ApiProb
     match (&caller.tenant, requested) {
         (Some(own), Some(r)) if r != own => Err(ApiProblem::Forbidden("a tenant token sees only its own tenant")),
         (Some(own), _) => Ok(own.clone()),
-        (None, Some(t)) => Ok(t.to_string()),
+        (None, Some(t)) => crate::auth::validate_tenant(t, "tenant_id").map(|_| t.to_string()),
         (None, None) => Err(ApiProblem::invalid("tenant_id", "an admin token must name the tenant")),
     }
 }
@@ -369,12 +373,15 @@ async fn discard(
 #[schema(as = BulkReplayFilter)]
 pub struct BulkIn {
     /// The tenant (required for admin tokens; a tenant token may only name its own).
+    #[schema(value_type = Option<TenantId>)]
     pub tenant_id: Option<String>,
     pub endpoint_id: Option<String>,
     pub event_type: Option<String>,
     /// Window start, Unix milliseconds (default: 7 days before `until`).
+    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
     pub since: Option<i64>,
     /// Window end, Unix milliseconds (default: a minute from now).
+    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
     pub until: Option<i64>,
     /// Most entries to replay (default 1000, at most 10000).
     #[schema(minimum = 1, maximum = 10000)]
@@ -413,11 +420,7 @@ async fn bulk_replay(
     if !(1..=MAX_BULK).contains(&max) {
         return Err(ApiProblem::invalid("max", format!("must be between 1 and {MAX_BULK}")));
     }
-    let until = filter.until.unwrap_or_else(|| time::now_ms() + 60_000);
-    let since = filter.since.unwrap_or(until - crate::params::DEFAULT_WINDOW_MS);
-    if since > until {
-        return Err(ApiProblem::invalid("since", "must not be after until"));
-    }
+    let (since, until) = crate::params::window(filter.since, filter.until)?;
     let job_id = format!("job_{}", uuid::Uuid::now_v7().simple());
     let store = state.reader().store.clone();
     let q = format!(

@@ -33,13 +33,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[schema(as = EndpointConfig)]
 pub struct EndpointIn {
     /// Admin tokens must name the tenant; tenant tokens may omit it (or name their own).
+    #[schema(value_type = Option<TenantId>)]
     pub tenant_id: Option<String>,
-    /// Where deliveries are POSTed (http or https).
-    #[schema(example = "https://example.com/webhooks")]
+    /// Where deliveries are POSTed (http or https, no credentials in the URL).
+    #[schema(example = "https://example.com/webhooks", pattern = "^https?://", max_length = 2048)]
     pub url: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
-    /// Event types this endpoint subscribes to (`*` and `prefix.*` patterns allowed).
+    /// Event types this endpoint subscribes to: exact types, `prefix.*`, or `*`.
+    #[schema(value_type = Vec<EventTypePattern>, min_items = 1, max_items = 100)]
     pub event_types: Vec<String>,
     #[serde(default = "yes")]
     #[schema(default = true)]
@@ -47,9 +50,13 @@ pub struct EndpointIn {
     /// Extra headers sent with every delivery.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Timeout of one delivery attempt, in milliseconds (default `dispatcher.default_timeout_ms`).
+    /// Timeout of one delivery attempt, in milliseconds (default `dispatcher.default_timeout_ms`,
+    /// at most `dispatcher.max_timeout_ms`).
+    #[schema(minimum = 100)]
     pub timeout_ms: Option<i32>,
-    /// Delays before each attempt, in milliseconds (default: the server's retry schedule).
+    /// Delays before each attempt, in milliseconds, each at most 7 days (default: the server's
+    /// retry schedule).
+    #[schema(value_type = Option<Vec<RetryDelayMs>>, min_items = 1, max_items = 50)]
     pub retry_schedule_ms: Option<Vec<i64>>,
     pub rate_limit: Option<RateLimitIn>,
     pub batch: Option<BatchIn>,
@@ -64,6 +71,25 @@ pub struct EndpointIn {
     /// absent (create only).
     pub secret: Option<String>,
 }
+
+/// A tenant id.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$", example = "acme")]
+#[allow(dead_code)]
+pub struct TenantId(String);
+
+/// An event type (`invoice.paid`), a prefix pattern (`invoice.*`) or `*`: dot-separated
+/// segments of letters, digits and `_ - : /`.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^(\\*|[A-Za-z0-9_:/-]+(\\.[A-Za-z0-9_:/-]+)*(\\.\\*)?)$", max_length = 200, example = "invoice.*")]
+#[allow(dead_code)]
+pub struct EventTypePattern(String);
+
+/// A delay in milliseconds, at most 7 days.
+#[derive(utoipa::ToSchema)]
+#[schema(minimum = 0, maximum = 604_800_000_i64)]
+#[allow(dead_code)]
+pub struct RetryDelayMs(i64);
 
 // Documents the names `Scheme` parses; a test in `openapi.rs` checks they agree.
 /// A signature scheme and the version tag its signatures carry: `hmac-sha256` → `v1`,
@@ -90,8 +116,10 @@ fn yes() -> bool {
 #[schema(as = RateLimit)]
 pub struct RateLimitIn {
     /// Sustained deliveries per second.
+    #[schema(exclusive_minimum = 0, maximum = 100_000)]
     pub per_second: f64,
     /// Deliveries allowed in a burst.
+    #[schema(minimum = 1, maximum = 100_000)]
     pub burst: i32,
 }
 
@@ -101,8 +129,10 @@ pub struct RateLimitIn {
 #[schema(as = BatchPolicy)]
 pub struct BatchIn {
     /// Most messages in one request.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_size: i32,
     /// Longest a message waits for others, in milliseconds.
+    #[schema(minimum = 1, maximum = 60_000)]
     pub max_wait_ms: i32,
 }
 
@@ -111,13 +141,13 @@ pub struct BatchIn {
 #[serde(deny_unknown_fields)]
 #[schema(as = Template)]
 pub struct TemplateIn {
-    #[schema(example = "{\"kind\": {{ event_type | json }}}")]
+    #[schema(example = "{\"kind\": {{ event_type | json }}}", max_length = 65536)]
     pub body: String,
     /// Header templates.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "json_type")]
-    #[schema(default = "application/json")]
+    #[schema(default = "application/json", min_length = 1, max_length = 200)]
     pub content_type: String,
 }
 

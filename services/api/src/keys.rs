@@ -40,7 +40,9 @@ pub struct RotateIn {
     pub signing_scheme: Option<String>,
     /// The new secret; generated when absent.
     pub secret: Option<String>,
-    /// How long the previous keys keep signing beside the new one, in seconds (default 24 h).
+    /// How long the previous keys keep signing beside the new one, in seconds (default 24 h,
+    /// at most 30 days).
+    #[schema(minimum = 0, maximum = 2_592_000)]
     pub grace_seconds: Option<i64>,
 }
 

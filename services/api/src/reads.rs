@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::endpoints::TenantId;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::params::Params;
 use crate::problem::ApiProblem;
@@ -45,14 +46,17 @@ pub enum DeliveryStatusDoc {
 #[allow(dead_code)]
 pub struct DeliveryQuery {
     /// The tenant (admin tokens; a tenant token may only name its own).
+    #[param(value_type = Option<TenantId>)]
     tenant_id: Option<String>,
     /// Only this endpoint's deliveries (its tenant is implied).
     endpoint_id: Option<String>,
     #[param(value_type = Option<DeliveryStatusDoc>)]
     status: Option<String>,
     /// Window start, Unix milliseconds (default: 7 days before `until`).
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
     since: Option<i64>,
     /// Window end, Unix milliseconds (default: a minute from now).
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
     until: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -92,7 +96,10 @@ async fn list(
             }
             own.clone()
         }
-        (None, None, Some(t)) => t.to_string(),
+        (None, None, Some(t)) => {
+            crate::auth::validate_tenant(t, "tenant_id")?;
+            t.to_string()
+        }
         (None, None, None) => {
             return Err(ApiProblem::invalid("tenant_id", "an admin token must name the tenant or an endpoint_id"));
         }

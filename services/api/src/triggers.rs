@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::endpoints::TenantId;
 use crate::extract::ApiJson;
 use crate::problem::ApiProblem;
 
@@ -41,21 +42,26 @@ pub fn routes(max_payload: usize) -> OpenApiRouter<AppState> {
 #[schema(as = Trigger)]
 pub struct TriggerIn {
     /// Admin tokens must name the tenant; tenant tokens may omit it (or name their own).
+    #[schema(value_type = Option<TenantId>)]
     pub tenant_id: Option<String>,
-    /// The event type endpoints subscribe to (no `*`).
-    #[schema(example = "invoice.paid")]
+    /// The event type endpoints subscribe to.
+    #[schema(value_type = EventType)]
     pub event_type: String,
     /// A JSON payload, delivered byte-exact as sent.
     #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<Box<RawValue>>,
-    /// Or any bytes, base64-encoded, with `content_type`.
+    /// Or any bytes, base64-encoded (standard alphabet, padded), with `content_type`.
+    #[schema(content_encoding = "base64")]
     pub payload_base64: Option<String>,
     /// Media type of the payload (default `application/json`, or `application/octet-stream`
     /// for `payload_base64`).
+    #[schema(min_length = 1, max_length = 200)]
     pub content_type: Option<String>,
     /// A repeated key (per tenant, 24 h) returns the first trigger's id and creates nothing.
+    #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
-    /// Deliver only to these endpoints of the tenant (1 to 100), whatever they subscribe to.
+    /// Deliver only to these endpoints of the tenant, whatever they subscribe to.
+    #[schema(min_items = 1, max_items = 100)]
     pub endpoint_ids: Option<Vec<String>>,
 }
 
@@ -64,8 +70,15 @@ pub struct TriggerIn {
 #[serde(deny_unknown_fields)]
 #[schema(as = TriggerBatch)]
 pub struct BatchIn {
+    #[schema(min_items = 1)]
     pub events: Vec<TriggerIn>,
 }
+
+/// An event type: dot-separated segments of letters, digits and `_ - : /`.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_:/-]+(\\.[A-Za-z0-9_:/-]+)*$", max_length = 200, example = "invoice.paid")]
+#[allow(dead_code)]
+pub struct EventType(String);
 
 /// An accepted trigger.
 #[derive(Serialize, utoipa::ToSchema)]
