@@ -26,6 +26,11 @@ use crate::problem::ApiProblem;
 pub const BATCH_BODY_FACTOR: usize = 8;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 pub const MAX_EXPLICIT_ENDPOINTS: usize = 100;
+/// Largest encoded TriggerRequested the API writes: the producers' record limit (librdkafka's
+/// `message.max.bytes`, 1,000,000 by default, which our producers keep) minus room for the
+/// fields the router and dispatcher add when the same payload travels on as DeliveryRequested
+/// and MovedToDLQ.
+pub const MAX_TRIGGER_RECORD_BYTES: usize = 1_000_000 - 64 * 1024;
 
 pub fn routes(max_payload: usize) -> OpenApiRouter<AppState> {
     // Room for the JSON envelope and base64's 4/3 inflation around the payload itself.
@@ -104,7 +109,8 @@ pub struct BatchOut {
     responses(
         (status = ACCEPTED, description = "Accepted: durable on the triggers topic", body = TriggerOut),
         (status = FORBIDDEN, description = "A tenant token named another tenant"),
-        (status = PAYLOAD_TOO_LARGE, description = "The payload exceeds `api.max_payload_bytes`"),
+        (status = PAYLOAD_TOO_LARGE, description = "The payload exceeds `api.max_payload_bytes`, or the event \
+                                                    the event log's record limit"),
         (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge; the trigger was not accepted"),
     )
 )]
@@ -114,7 +120,8 @@ async fn trigger(
     ApiJson(body): ApiJson<TriggerIn>,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let record = to_record(&state, &caller, body, "")?;
-    let trigger_id = publish(&state, &record).await?;
+    let bytes = encode(&state, &record, "")?;
+    let trigger_id = publish(&state, &record, &bytes).await?;
     Ok((StatusCode::ACCEPTED, Json(TriggerOut { trigger_id })))
 }
 
@@ -128,7 +135,8 @@ async fn trigger(
     responses(
         (status = ACCEPTED, description = "Accepted: every event is durable on the triggers topic", body = BatchOut),
         (status = FORBIDDEN, description = "A tenant token named another tenant"),
-        (status = PAYLOAD_TOO_LARGE, description = "A payload exceeds `api.max_payload_bytes`"),
+        (status = PAYLOAD_TOO_LARGE, description = "A payload exceeds `api.max_payload_bytes`, or an event \
+                                                    the event log's record limit"),
         (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge every event; retry the batch \
                                                       (idempotency keys make a retry safe)"),
     )
@@ -149,9 +157,14 @@ async fn batch(
         .events
         .into_iter()
         .enumerate()
-        .map(|(i, t)| to_record(&state, &caller, t, &format!("events[{i}].")))
+        .map(|(i, t)| {
+            let at = format!("events[{i}].");
+            let record = to_record(&state, &caller, t, &at)?;
+            let bytes = encode(&state, &record, &at)?;
+            Ok::<_, ApiProblem>((record, bytes))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let sends = records.iter().map(|r| publish(&state, r));
+    let sends = records.iter().map(|(r, bytes)| publish(&state, r, bytes));
     let trigger_ids = futures::future::try_join_all(sends).await?;
     Ok((StatusCode::ACCEPTED, Json(BatchOut { trigger_ids })))
 }
@@ -225,9 +238,22 @@ fn to_record(state: &AppState, caller: &Caller, t: TriggerIn, at: &str) -> Resul
     })
 }
 
-async fn publish(state: &AppState, record: &TriggerRequested) -> Result<String, ApiProblem> {
+/// The encoded record, refused with 413 when the event log could not take it. Without this
+/// check a record over the producer's limit came back from the broker client as an error and was
+/// answered 503 "try again", which can never succeed.
+fn encode(state: &AppState, record: &TriggerRequested, at: &str) -> Result<Vec<u8>, ApiProblem> {
     let bytes = state.codec.encode(record).map_err(ApiProblem::internal)?;
-    state.producer.send(&state.topics.triggers, record.envelope.tenant_id.as_bytes(), &bytes).await.map_err(|e| {
+    if bytes.len() > MAX_TRIGGER_RECORD_BYTES {
+        return Err(ApiProblem::TooLarge(format!(
+            "{at}payload: the event ({} bytes encoded) exceeds the event log's limit of {MAX_TRIGGER_RECORD_BYTES} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+async fn publish(state: &AppState, record: &TriggerRequested, bytes: &[u8]) -> Result<String, ApiProblem> {
+    state.producer.send(&state.topics.triggers, record.envelope.tenant_id.as_bytes(), bytes).await.map_err(|e| {
         tracing::warn!(error = %e, "trigger not acknowledged by the broker");
         ApiProblem::Unavailable("the event log did not acknowledge the trigger; it was not accepted, try again")
     })?;
