@@ -165,7 +165,28 @@ pub fn router(max_payload_bytes: usize) -> (Router<AppState>, utoipa::openapi::O
 /// The whole HTTP app.
 pub fn app(state: AppState) -> Router {
     let (router, _) = router(state.config.api.max_payload_bytes);
-    router.fallback(|| async { problem::ApiProblem::NotFound("route") }).with_state(state)
+    router
+        .fallback(|| async { problem::ApiProblem::NotFound("route") })
+        .layer(axum::middleware::from_fn(answer_panics))
+        .with_state(state)
+}
+
+/// A handler that panics is a bug; without this the client sees its connection dropped.
+/// With it, the panic is logged and answered like any internal error: a bare problem+json 500.
+async fn answer_panics(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            problem::ApiProblem::Internal(format!("handler panicked: {what}")).into_response()
+        }
+    }
 }
 
 /// Serves the API on `config.api.listen` until `shutdown` fires, then drains.
@@ -187,4 +208,28 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(ApiError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("bug")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_not_a_dropped_connection() {
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .layer(axum::middleware::from_fn(answer_panics));
+        let resp = app.oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], problem::PROBLEM_JSON);
+    }
 }
