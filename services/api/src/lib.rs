@@ -153,9 +153,12 @@ pub fn router(max_payload_bytes: usize) -> (Router<AppState>, utoipa::openapi::O
         .merge(lag::routes())
         .merge(keys::routes())
         .merge(openapi::routes())
-        // METRICS: `/metrics` (Prometheus text) goes here as `.merge(metrics::routes())`, its handler
-        // annotated `#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = OK,
-        // description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String)))]`.
+        // METRICS: `/metrics` (Prometheus text) goes here as `.merge(metrics::routes())` with
+        // `OpenApiRouter::new().routes(routes!(metrics))`, its handler annotated
+        // `#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "system",
+        // responses((status = OK, description = "Prometheus text exposition",
+        // content_type = "text/plain; version=0.0.4", body = String)))]` (plus `security(())` if it
+        // needs no token). The route test in openapi.rs fails if it is added any other way.
         .split_for_parts();
     openapi::finish(&mut doc);
     let router = router.layer(Extension(openapi::Document::new(&doc)));
@@ -225,9 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_handler_is_answered_500_not_a_dropped_connection() {
-        let app = Router::new()
-            .route("/boom", get(boom))
-            .layer(axum::middleware::from_fn(answer_panics));
+        let app = Router::new().route("/boom", get(boom)).layer(axum::middleware::from_fn(answer_panics));
         let resp = app.oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], problem::PROBLEM_JSON);
