@@ -12,7 +12,7 @@ use crate::store::{CqlError, Store};
 /// Most buckets one list call scans (bounds the work of a sparse range).
 pub const MAX_BUCKETS_SCANNED: i64 = 24 * 8;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: String,
     pub tenant_id: String,
@@ -30,7 +30,7 @@ pub struct Delivery {
     pub updated_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliverySummary {
     pub id: String,
     pub endpoint_id: Option<String>,
@@ -40,7 +40,7 @@ pub struct DeliverySummary {
     pub created_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: i32,
     pub occurred_at: Option<i64>,
@@ -53,7 +53,7 @@ pub struct Attempt {
     pub next_attempt_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DlqEntry {
     pub id: String,
     pub tenant_id: String,
@@ -79,7 +79,7 @@ pub struct DlqEntry {
     pub replay_delivery_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DlqSummary {
     pub id: String,
     pub delivery_id: Option<String>,
@@ -90,7 +90,7 @@ pub struct DlqSummary {
     pub last_status_code: Option<i32>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct HealthMinute {
     pub minute: i64,
     pub successes: i32,
@@ -123,7 +123,7 @@ pub struct EndpointState {
     pub dlq_open: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub endpoint_id: String,
     pub window_minutes: i64,
@@ -137,7 +137,7 @@ pub struct Health {
 }
 
 /// A page and the cursor of the next one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,

@@ -44,7 +44,8 @@ impl Caller {
     }
 }
 
-fn validate_tenant(t: &str, field: &str) -> Result<(), ApiProblem> {
+/// A tenant id is 1 to 64 characters of `[A-Za-z0-9_.-]`.
+pub fn validate_tenant(t: &str, field: &str) -> Result<(), ApiProblem> {
     if t.is_empty() || t.len() > 64 || !t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
         return Err(ApiProblem::invalid(field, "must be 1 to 64 characters of [A-Za-z0-9_.-]"));
     }

@@ -6,23 +6,25 @@
 //! and answers with a consistency token: the log position of its event. A read given that
 //! token waits (bounded) until the projection has passed it, so the entry is gone from the list.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use hookline_domain::{commands, time};
-use hookline_projector::query::DlqEntry;
+use hookline_projector::query::{Attempt, DlqEntry, DlqSummary, Page};
 use hookline_schemas::{Envelope, MovedToDLQ};
 use scylla::value::CqlTimestamp;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::endpoints::TenantId;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::params::Params;
 use crate::problem::ApiProblem;
 
@@ -31,29 +33,76 @@ pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(5);
 /// Most entries one bulk replay touches.
 pub const MAX_BULK: usize = 10_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/webhooks/dlq", get(list))
-        .route("/api/webhooks/dlq/replay", post(bulk_replay))
-        .route("/api/webhooks/dlq/jobs/{job_id}", get(job))
-        .route("/api/webhooks/dlq/{id}", get(get_one).delete(discard))
-        .route("/api/webhooks/dlq/{id}/replay", post(replay))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(bulk_replay))
+        .routes(routes!(job))
+        .routes(routes!(get_one, discard))
+        .routes(routes!(replay))
 }
 
-#[derive(Serialize)]
-struct EntryOut {
+/// A DLQ entry with its payload.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DlqEntryWithPayload)]
+pub struct EntryOut {
     #[serde(flatten)]
-    entry: DlqEntry,
-    payload: String,
-    payload_encoding: &'static str,
+    pub entry: DlqEntry,
+    /// The payload as sent by the producer: text when it is UTF-8, else base64.
+    pub payload: String,
+    pub payload_encoding: PayloadEncoding,
+}
+
+/// How `payload` is written.
+#[derive(Serialize, utoipa::ToSchema)]
+pub enum PayloadEncoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "base64")]
+    Base64,
 }
 
 fn entry_out(entry: DlqEntry) -> EntryOut {
     let (payload, payload_encoding) = match std::str::from_utf8(&entry.payload) {
-        Ok(s) => (s.to_string(), "utf-8"),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&entry.payload), "base64"),
+        Ok(s) => (s.to_string(), PayloadEncoding::Utf8),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&entry.payload), PayloadEncoding::Base64),
     };
     EntryOut { entry, payload, payload_encoding }
+}
+
+/// Query of `GET /api/webhooks/dlq`: open entries of one tenant, newest first.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DlqQuery {
+    /// The tenant (required for admin tokens; a tenant token may only name its own).
+    #[param(value_type = Option<TenantId>)]
+    tenant_id: Option<String>,
+    endpoint_id: Option<String>,
+    event_type: Option<String>,
+    /// Window start, Unix milliseconds (default: 7 days before `until`).
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
+    since: Option<i64>,
+    /// Window end, Unix milliseconds (default: a minute from now).
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
+    until: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<i64>,
+    /// A command's `consistency_token`: the read waits (at most 5 s) until the projection has
+    /// applied that command.
+    consistency: Option<String>,
+}
+
+/// Query of `GET /api/webhooks/dlq/{id}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ConsistencyQuery {
+    /// A command's `consistency_token` (see the DLQ list).
+    consistency: Option<String>,
 }
 
 async fn wait_for_token(state: &AppState, token: Option<&str>) -> Result<(), ApiProblem> {
@@ -75,20 +124,29 @@ fn tenant_of(caller: &Caller, requested: Option<&str>) -> Result<String, ApiProb
     match (&caller.tenant, requested) {
         (Some(own), Some(r)) if r != own => Err(ApiProblem::Forbidden("a tenant token sees only its own tenant")),
         (Some(own), _) => Ok(own.clone()),
-        (None, Some(t)) => Ok(t.to_string()),
+        (None, Some(t)) => crate::auth::validate_tenant(t, "tenant_id").map(|_| t.to_string()),
         (None, None) => Err(ApiProblem::invalid("tenant_id", "an admin token must name the tenant")),
     }
 }
 
+/// Open DLQ entries of a tenant, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/dlq",
+    operation_id = "list_dlq",
+    tag = "dlq",
+    params(DlqQuery),
+    responses(
+        (status = OK, description = "A page of open entries", body = Page<DlqSummary>),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery,
 ) -> Result<impl IntoResponse, ApiProblem> {
-    let p = Params::new(
-        q,
-        &["tenant_id", "endpoint_id", "event_type", "since", "until", "cursor", "limit", "consistency"],
-    )?;
+    let p = Params::documented::<DlqQuery>(q)?;
     let tenant = tenant_of(&caller, p.str("tenant_id"))?;
     wait_for_token(&state, p.str("consistency")).await?;
     let (since, until) = p.window()?;
@@ -105,29 +163,56 @@ async fn visible_entry(state: &AppState, caller: &Caller, id: &str) -> Result<Dl
     e.filter(|e| caller.can_see(&e.tenant_id)).ok_or(ApiProblem::NotFound("DLQ entry"))
 }
 
+/// A DLQ entry and every attempt of its delivery.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DlqEntryDetail {
+    pub entry: EntryOut,
+    pub attempts: Vec<Attempt>,
+}
+
+/// One DLQ entry (open or handled) with its payload and every attempt.
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/dlq/{id}",
+    operation_id = "get_dlq_entry",
+    tag = "dlq",
+    params(("id" = String, Path, description = "DLQ entry id"), ConsistencyQuery),
+    responses(
+        (status = OK, description = "The entry", body = DlqEntryDetail),
+        (status = NOT_FOUND, description = "No such entry (or not this tenant's)"),
+    )
+)]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery,
 ) -> Result<impl IntoResponse, ApiProblem> {
-    let p = Params::new(q, &["consistency"])?;
+    let p = Params::documented::<ConsistencyQuery>(q)?;
     wait_for_token(&state, p.str("consistency")).await?;
     let entry = visible_entry(&state, &caller, &id).await?;
     let attempts = match &entry.delivery_id {
         Some(d) => state.reader().attempts(d).await.map_err(ApiProblem::internal)?,
         None => vec![],
     };
-    Ok(Json(serde_json::json!({ "entry": entry_out(entry), "attempts": attempts })))
+    Ok(Json(DlqEntryDetail { entry: entry_out(entry), attempts }))
 }
 
-#[derive(Serialize)]
-struct CommandOut {
-    id: String,
-    state: &'static str,
+/// The outcome of a replay or discard.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DlqCommandAccepted)]
+pub struct CommandOut {
+    /// The DLQ entry.
+    pub id: String,
+    /// `replayed` or `discarded`.
+    #[schema(example = "replayed")]
+    pub state: &'static str,
+    /// The new delivery of a replay (same `webhook-id` as the original).
     #[serde(skip_serializing_if = "Option::is_none")]
-    replay_delivery_id: Option<String>,
-    consistency_token: String,
+    pub replay_delivery_id: Option<String>,
+    /// Pass as `consistency=` to a DLQ read to see the command applied.
+    #[schema(example = "3:1042")]
+    pub consistency_token: String,
 }
 
 fn moved_from(entry: &DlqEntry) -> MovedToDLQ {
@@ -215,10 +300,24 @@ fn unavailable(e: hookline_kafka::KafkaError) -> ApiProblem {
     ApiProblem::Unavailable("the event log did not acknowledge the command; nothing changed, try again")
 }
 
+/// Replays an open entry: a new delivery with the same `webhook-id`.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/dlq/{id}/replay",
+    operation_id = "replay_dlq_entry",
+    tag = "dlq",
+    params(("id" = String, Path, description = "DLQ entry id")),
+    responses(
+        (status = ACCEPTED, description = "Replayed", body = CommandOut),
+        (status = NOT_FOUND, description = "No such entry (or not this tenant's)"),
+        (status = CONFLICT, description = "The entry was already replayed or discarded"),
+        (status = SERVICE_UNAVAILABLE, description = "The event log did not acknowledge; nothing changed"),
+    )
+)]
 async fn replay(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let entry = visible_entry(&state, &caller, &id).await?;
     let (new_id, token) = replay_entry(&state, &entry, &caller.name).await?;
@@ -228,10 +327,24 @@ async fn replay(
     ))
 }
 
+/// Discards an open entry.
+#[utoipa::path(
+    delete,
+    path = "/api/webhooks/dlq/{id}",
+    operation_id = "discard_dlq_entry",
+    tag = "dlq",
+    params(("id" = String, Path, description = "DLQ entry id")),
+    responses(
+        (status = OK, description = "Discarded", body = CommandOut),
+        (status = NOT_FOUND, description = "No such entry (or not this tenant's)"),
+        (status = CONFLICT, description = "The entry was already replayed or discarded"),
+        (status = SERVICE_UNAVAILABLE, description = "The event log did not acknowledge; nothing changed"),
+    )
+)]
 async fn discard(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let entry = visible_entry(&state, &caller, &id).await?;
     if entry.state.as_deref() != Some("open") || !claim(&state, &id, "discard", &caller.name).await? {
@@ -254,34 +367,60 @@ async fn discard(
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// Which open entries a bulk replay takes.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BulkReplayFilter)]
 pub struct BulkIn {
+    /// The tenant (required for admin tokens; a tenant token may only name its own).
+    #[schema(value_type = Option<TenantId>)]
     pub tenant_id: Option<String>,
     pub endpoint_id: Option<String>,
     pub event_type: Option<String>,
+    /// Window start, Unix milliseconds (default: 7 days before `until`).
+    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
     pub since: Option<i64>,
+    /// Window end, Unix milliseconds (default: a minute from now).
+    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
     pub until: Option<i64>,
     /// Most entries to replay (default 1000, at most 10000).
+    #[schema(minimum = 1, maximum = 10000)]
     pub max: Option<usize>,
 }
 
+/// A bulk replay job that started.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BulkReplayStarted)]
+pub struct JobStarted {
+    pub job_id: String,
+    /// Always `running`.
+    #[schema(example = "running")]
+    pub state: &'static str,
+}
+
+/// Starts replaying every open entry that matches the filter; follow it with the job id.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/dlq/replay",
+    operation_id = "bulk_replay_dlq",
+    tag = "dlq",
+    request_body = BulkIn,
+    responses(
+        (status = ACCEPTED, description = "The job started", body = JobStarted),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+    )
+)]
 async fn bulk_replay(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<BulkIn>, axum::extract::rejection::JsonRejection>,
+    ApiJson(filter): ApiJson<BulkIn>,
 ) -> Result<impl IntoResponse, ApiProblem> {
-    let Json(filter) = body?;
     let tenant = tenant_of(&caller, filter.tenant_id.as_deref())?;
     let max = filter.max.unwrap_or(1000);
     if !(1..=MAX_BULK).contains(&max) {
         return Err(ApiProblem::invalid("max", format!("must be between 1 and {MAX_BULK}")));
     }
-    let until = filter.until.unwrap_or_else(|| time::now_ms() + 60_000);
-    let since = filter.since.unwrap_or(until - crate::params::DEFAULT_WINDOW_MS);
-    if since > until {
-        return Err(ApiProblem::invalid("since", "must not be after until"));
-    }
+    let (since, until) = crate::params::window(filter.since, filter.until)?;
     let job_id = format!("job_{}", uuid::Uuid::now_v7().simple());
     let store = state.reader().store.clone();
     let q = format!(
@@ -299,7 +438,7 @@ async fn bulk_replay(
             let _ = update_job(&s, &j, "failed", (0, 0, 0, 0)).await;
         }
     });
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "job_id": job_id, "state": "running" }))))
+    Ok((StatusCode::ACCEPTED, Json(JobStarted { job_id, state: "running" })))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -363,10 +502,43 @@ async fn update_job(state: &AppState, job_id: &str, st: &str, c: (i32, i32, i32,
     Ok(())
 }
 
+/// Progress of a bulk replay job.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BulkReplayJob)]
+pub struct JobOut {
+    pub job_id: String,
+    pub tenant_id: Option<String>,
+    /// The filter the job was started with.
+    pub filter: Option<BulkIn>,
+    /// `running`, `done` or `failed`.
+    #[schema(example = "done")]
+    pub state: Option<String>,
+    /// Entries looked at so far.
+    pub total: Option<i32>,
+    pub replayed: Option<i32>,
+    /// Entries already replayed or discarded by someone else.
+    pub skipped: Option<i32>,
+    pub failed: Option<i32>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+/// A bulk replay job's progress (jobs are kept 7 days).
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/dlq/jobs/{job_id}",
+    operation_id = "get_bulk_replay_job",
+    tag = "dlq",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = OK, description = "The job", body = JobOut),
+        (status = NOT_FOUND, description = "No such job (or not this tenant's)"),
+    )
+)]
 async fn job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(job_id): Path<String>,
+    ApiPath(job_id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let store = &state.reader().store;
     let q = format!(
@@ -388,12 +560,16 @@ async fn job(
     let rows = r.into_rows_result().map_err(ApiProblem::internal)?;
     let row: Option<Row> = rows.maybe_first_row().map_err(ApiProblem::internal)?;
     let row = row.filter(|r| r.0.as_deref().is_some_and(|t| caller.can_see(t))).ok_or(ApiProblem::NotFound("job"))?;
-    Ok(Json(serde_json::json!({
-        "job_id": job_id,
-        "tenant_id": row.0,
-        "filter": row.1.and_then(|f| serde_json::from_str::<serde_json::Value>(&f).ok()),
-        "state": row.2,
-        "total": row.3, "replayed": row.4, "skipped": row.5, "failed": row.6,
-        "created_at": row.7.map(|t| t.0), "updated_at": row.8.map(|t| t.0),
-    })))
+    Ok(Json(JobOut {
+        job_id,
+        tenant_id: row.0,
+        filter: row.1.and_then(|f| serde_json::from_str::<BulkIn>(&f).ok()),
+        state: row.2,
+        total: row.3,
+        replayed: row.4,
+        skipped: row.5,
+        failed: row.6,
+        created_at: row.7.map(|t| t.0),
+        updated_at: row.8.map(|t| t.0),
+    }))
 }

@@ -9,15 +9,14 @@
 //!   rebuilt from the message and the endpoint's *current* configuration; the timestamp and
 //!   signature differ per attempt and are described, not shown.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use hookline_domain::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use hookline_projector::query::{Cursor, DlqSummary};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -33,11 +32,35 @@ const MAX_QUERY_LEN: usize = 128;
 /// The dispatcher's `user-agent` (see the dispatcher's request builder).
 const USER_AGENT: &str = "Hookline/0.1";
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/webhooks/dlq/search", get(search)).route("/api/webhooks/dlq/{id}/request", get(request))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(search)).routes(routes!(request))
 }
 
-#[derive(Serialize)]
+/// Query of `GET /api/webhooks/dlq/search`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SearchQuery {
+    /// Part of an entry id or delivery id (case-insensitive).
+    #[param(min_length = 1, max_length = 128)]
+    q: String,
+    /// The tenant (required for admin tokens; a tenant token may only name its own).
+    tenant_id: Option<String>,
+    endpoint_id: Option<String>,
+    event_type: Option<String>,
+    /// Window start, Unix milliseconds.
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
+    since: Option<i64>,
+    /// Window end, Unix milliseconds.
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
+    until: Option<i64>,
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<i64>,
+}
+
+/// Open DLQ entries matching a search.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DlqSearchResult)]
 struct SearchOut {
     data: Vec<DlqSummary>,
     /// Entries read to answer.
@@ -46,10 +69,22 @@ struct SearchOut {
     truncated: bool,
 }
 
+/// Open DLQ entries whose entry id or delivery id contains `q`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/dlq/search",
+    operation_id = "dlq_search",
+    tag = "dlq",
+    params(SearchQuery),
+    responses(
+        (status = OK, description = "Matching entries (at most the scan bound read)", body = SearchOut),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+    )
+)]
 async fn search(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let p = Params::new(q, &["q", "tenant_id", "endpoint_id", "event_type", "since", "until", "limit"])?;
     let needle = p
@@ -98,7 +133,9 @@ async fn search(
     Ok(Json(SearchOut { data: out, scanned, truncated }))
 }
 
-#[derive(Serialize)]
+/// A header of the request.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DlqRequestHeader)]
 struct HeaderOut {
     name: String,
     value: String,
@@ -106,7 +143,9 @@ struct HeaderOut {
     exact: bool,
 }
 
-#[derive(Serialize)]
+/// The request an entry's attempts sent (rebuilt).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DlqRequest)]
 struct RequestOut {
     method: &'static str,
     url: Option<String>,
@@ -114,10 +153,22 @@ struct RequestOut {
     note: &'static str,
 }
 
+/// Method, URL and headers of the request a DLQ entry's attempts sent.
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/dlq/{id}/request",
+    operation_id = "dlq_entry_request",
+    tag = "dlq",
+    params(("id" = String, Path, description = "DLQ entry id")),
+    responses(
+        (status = OK, description = "The request", body = RequestOut),
+        (status = NOT_FOUND, description = "No such entry (or another tenant's)"),
+    )
+)]
 async fn request(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    crate::extract::ApiPath(id): crate::extract::ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let entry = state.reader().dlq_entry(&id).await.map_err(ApiProblem::internal)?;
     let entry = entry.filter(|e| caller.can_see(&e.tenant_id)).ok_or(ApiProblem::NotFound("DLQ entry"))?;

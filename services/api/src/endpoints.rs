@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use hookline_domain::endpoint::{self, Limits};
 use hookline_domain::signing::{self, Scheme, stored};
 use hookline_domain::{ids, time};
@@ -16,71 +15,139 @@ use hookline_schemas::{
     BatchPolicy, EndpointDeleted, EndpointUpserted, Envelope, Event, RateLimit, SigningKey, Template,
 };
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::extract::{ApiJson, ApiPath};
 use crate::problem::ApiProblem;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/endpoints", get(list).post(create))
-        .route("/api/endpoints/{id}", get(get_one).put(update).delete(delete))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(get_one, update, delete))
 }
 
 /// Body of create and update.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EndpointConfig)]
 pub struct EndpointIn {
-    /// Admin tokens must name the tenant; tenant tokens may omit it.
+    /// Admin tokens must name the tenant; tenant tokens may omit it (or name their own).
+    #[schema(value_type = Option<TenantId>)]
     pub tenant_id: Option<String>,
+    /// Where deliveries are POSTed (http or https, no credentials in the URL).
+    #[schema(example = "https://example.com/webhooks", pattern = "^https?://", max_length = 2048)]
     pub url: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
+    /// Event types this endpoint subscribes to: exact types, `prefix.*`, or `*`.
+    #[schema(value_type = Vec<EventTypePattern>, min_items = 1, max_items = 100)]
     pub event_types: Vec<String>,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub enabled: bool,
+    /// Extra headers sent with every delivery.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Timeout of one delivery attempt, in milliseconds (default `dispatcher.default_timeout_ms`,
+    /// at most `dispatcher.max_timeout_ms`).
+    #[schema(minimum = 100)]
     pub timeout_ms: Option<i32>,
+    /// Delays before each attempt, in milliseconds, each at most 7 days (default: the server's
+    /// retry schedule).
+    #[schema(value_type = Option<Vec<RetryDelayMs>>, min_items = 1, max_items = 50)]
     pub retry_schedule_ms: Option<Vec<i64>>,
     pub rate_limit: Option<RateLimitIn>,
     pub batch: Option<BatchIn>,
+    /// Deliver one message at a time, in log order.
     #[serde(default)]
     pub ordered: bool,
     pub template: Option<TemplateIn>,
-    /// Signature scheme of the key: hmac-sha256 (default), hmac-sha512, ed25519,
-    /// rsa-pkcs1v15-sha256, rsa-pss-sha256 (create only; rotation may change it).
+    /// Signature scheme of the key (create only; rotation may change it). Default hmac-sha256.
+    #[schema(value_type = Option<SigningSchemeDoc>)]
     pub signing_scheme: Option<String>,
     /// The secret to sign with (`whsec_…`, `whsk_…` or an RSA PKCS#8 PEM); generated when
     /// absent (create only).
     pub secret: Option<String>,
 }
 
+/// A tenant id.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$", example = "acme")]
+#[allow(dead_code)]
+pub struct TenantId(String);
+
+/// An event type (`invoice.paid`), a prefix pattern (`invoice.*`) or `*`: dot-separated
+/// segments of letters, digits and `_ - : /`.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^(\\*|[A-Za-z0-9_:/-]+(\\.[A-Za-z0-9_:/-]+)*(\\.\\*)?)$", max_length = 200, example = "invoice.*")]
+#[allow(dead_code)]
+pub struct EventTypePattern(String);
+
+/// A delay in milliseconds, at most 7 days.
+#[derive(utoipa::ToSchema)]
+#[schema(minimum = 0, maximum = 604_800_000_i64)]
+#[allow(dead_code)]
+pub struct RetryDelayMs(i64);
+
+// Documents the names `Scheme` parses; a test in `openapi.rs` checks they agree.
+/// A signature scheme and the version tag its signatures carry: `hmac-sha256` → `v1`,
+/// `ed25519` → `v1a`, `hmac-sha512` → `v1h512`, `rsa-pkcs1v15-sha256` → `v1rsa`,
+/// `rsa-pss-sha256` → `v1pss`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SigningScheme, rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum SigningSchemeDoc {
+    HmacSha256,
+    Ed25519,
+    HmacSha512,
+    RsaPkcs1v15Sha256,
+    RsaPssSha256,
+}
+
 fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A token bucket per endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RateLimit)]
 pub struct RateLimitIn {
+    /// Sustained deliveries per second.
+    #[schema(exclusive_minimum = 0, maximum = 100_000)]
     pub per_second: f64,
+    /// Deliveries allowed in a burst.
+    #[schema(minimum = 1, maximum = 100_000)]
     pub burst: i32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Batch delivery: several messages in one signed request.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BatchPolicy)]
 pub struct BatchIn {
+    /// Most messages in one request.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_size: i32,
+    /// Longest a message waits for others, in milliseconds.
+    #[schema(minimum = 1, maximum = 60_000)]
     pub max_wait_ms: i32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An `upon` template that turns the event into the body (and extra headers) sent.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Template)]
 pub struct TemplateIn {
+    #[schema(example = "{\"kind\": {{ event_type | json }}}", max_length = 65536)]
     pub body: String,
+    /// Header templates.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "json_type")]
+    #[schema(default = "application/json", min_length = 1, max_length = 200)]
     pub content_type: String,
 }
 
@@ -89,7 +156,8 @@ fn json_type() -> String {
 }
 
 /// An endpoint as the API shows it: no secrets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Endpoint)]
 pub struct EndpointOut {
     pub id: String,
     pub tenant_id: String,
@@ -109,7 +177,7 @@ pub struct EndpointOut {
     pub signing_keys: Vec<KeyOut>,
     pub created_at: i64,
     pub updated_at: i64,
-    /// Only in the answer to create: the signing secret, shown once.
+    /// Only in the answers to create and key rotation: the new signing secret, shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -143,12 +211,17 @@ pub fn new_key(
     Ok((key, secret))
 }
 
-#[derive(Debug, Serialize)]
+/// A signing key, without its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SigningKey)]
 pub struct KeyOut {
     pub key_id: String,
+    #[schema(value_type = SigningSchemeDoc)]
     pub scheme: String,
+    /// The public key of an asymmetric scheme (`whpk_…` or a PEM).
     pub public_key: Option<String>,
     pub created_at: i64,
+    /// When a rotated-out key stops signing.
     pub expires_at: Option<i64>,
 }
 
@@ -215,12 +288,24 @@ fn apply_body(state: &AppState, e: &mut EndpointUpserted, body: EndpointIn) -> R
     endpoint::validate(e, &limits(state)).map_err(|f| ApiProblem::invalid(f.field, f.reason))
 }
 
+/// Creates an endpoint with a new signing key; the answer shows the secret once.
+#[utoipa::path(
+    post,
+    path = "/api/endpoints",
+    operation_id = "create_endpoint",
+    tag = "endpoints",
+    request_body = EndpointIn,
+    responses(
+        (status = CREATED, description = "Created; `secret` is shown this once", body = EndpointOut),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+        (status = SERVICE_UNAVAILABLE, description = "The event log did not acknowledge; nothing was created"),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<EndpointIn>, axum::extract::rejection::JsonRejection>,
+    ApiJson(mut body): ApiJson<EndpointIn>,
 ) -> Result<impl IntoResponse, ApiProblem> {
-    let Json(mut body) = body?;
     let tenant = caller.tenant_for_write(body.tenant_id.as_deref(), "tenant_id")?;
     let scheme = parse_scheme(body.signing_scheme.as_deref(), "signing_scheme")?;
     let now = time::now_ms();
@@ -253,13 +338,26 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+/// Replaces an endpoint's configuration (keys are changed by rotation, not here).
+#[utoipa::path(
+    put,
+    path = "/api/endpoints/{id}",
+    operation_id = "update_endpoint",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id")),
+    request_body = EndpointIn,
+    responses(
+        (status = OK, description = "Updated", body = EndpointOut),
+        (status = NOT_FOUND, description = "No such endpoint (or not this tenant's)"),
+        (status = SERVICE_UNAVAILABLE, description = "The event log did not acknowledge; nothing changed"),
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    body: Result<Json<EndpointIn>, axum::extract::rejection::JsonRejection>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<EndpointIn>,
 ) -> Result<impl IntoResponse, ApiProblem> {
-    let Json(body) = body?;
     if body.secret.is_some() || body.signing_scheme.is_some() {
         return Err(ApiProblem::invalid("secret", "keys cannot be changed by update; rotate them instead"));
     }
@@ -276,10 +374,23 @@ async fn update(
     Ok(Json(EndpointOut::from(&e)))
 }
 
+/// Deletes an endpoint; deliveries still pending for it go to the DLQ.
+#[utoipa::path(
+    delete,
+    path = "/api/endpoints/{id}",
+    operation_id = "delete_endpoint",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses(
+        (status = NO_CONTENT, description = "Deleted"),
+        (status = NOT_FOUND, description = "No such endpoint (or not this tenant's)"),
+        (status = SERVICE_UNAVAILABLE, description = "The event log did not acknowledge; nothing changed"),
+    )
+)]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let current = visible(&state, &caller, &id)?;
     let d = EndpointDeleted { envelope: envelope::<EndpointDeleted>(&current.envelope.tenant_id, &id, time::now_ms()) };
@@ -288,19 +399,41 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One endpoint.
+#[utoipa::path(
+    get,
+    path = "/api/endpoints/{id}",
+    operation_id = "get_endpoint",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses(
+        (status = OK, description = "The endpoint", body = EndpointOut),
+        (status = NOT_FOUND, description = "No such endpoint (or not this tenant's)"),
+    )
+)]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiProblem> {
     Ok(Json(EndpointOut::from(&*visible(&state, &caller, &id)?)))
 }
 
-#[derive(Serialize)]
-struct ListOut {
-    data: Vec<EndpointOut>,
+/// Endpoints the token may see.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EndpointList)]
+pub struct ListOut {
+    pub data: Vec<EndpointOut>,
 }
 
+/// Every endpoint of the caller's tenant (every tenant for an admin token).
+#[utoipa::path(
+    get,
+    path = "/api/endpoints",
+    operation_id = "list_endpoints",
+    tag = "endpoints",
+    responses((status = OK, description = "The endpoints", body = ListOut))
+)]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiProblem> {
     let data = state.catalog.list(caller.tenant.as_deref()).iter().map(|e| EndpointOut::from(&**e)).collect();
     Ok(Json(ListOut { data }))

@@ -5,12 +5,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
@@ -59,30 +60,63 @@ impl Readiness {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One dependency check.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckResult {
+    /// The dependency (`kafka`, `endpoint_catalog`, `cql`, `redis`).
     pub name: &'static str,
     pub ok: bool,
     /// False for a dependency the process works without (its failure does not make it unready).
     pub required: bool,
+    /// Why the check failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
-#[derive(Serialize)]
-struct ReadyBody {
-    ready: bool,
-    checks: Vec<CheckResult>,
+/// Readiness with the result of every dependency check.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReadyBody {
+    pub ready: bool,
+    pub checks: Vec<CheckResult>,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+/// Liveness.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AliveBody {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
 }
 
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "system",
+    security(()),
+    responses((status = OK, description = "The process is alive", body = AliveBody))
+)]
 async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
+    Json(AliveBody { status: "ok" })
 }
 
+/// Readiness: every dependency this role needs answers (Kafka, the endpoint catalog, CQL).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "system",
+    security(()),
+    responses(
+        (status = OK, description = "Ready: every check passed", body = ReadyBody),
+        (status = SERVICE_UNAVAILABLE, description = "Not ready; the failed checks say why", body = ReadyBody),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let checks = state.readiness.check().await;
     let ready = checks.iter().all(|c| c.ok || !c.required);

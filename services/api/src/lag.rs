@@ -4,28 +4,33 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use hookline_config::KafkaOptions;
 use hookline_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use hookline_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::ApiProblem;
 
-#[derive(Debug, Serialize)]
+/// Lag of one partition.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PartitionLag {
     pub partition: i32,
+    /// The log end offset.
     pub end_offset: i64,
+    /// The group's committed offset; none when the group never committed here.
     pub committed: Option<i64>,
     pub lag: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// Lag of a consumer group on a topic.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupLag {
     pub group: String,
     pub topic: String,
@@ -33,10 +38,28 @@ pub struct GroupLag {
     pub partitions: Vec<PartitionLag>,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/system/lag", get(lag))
+/// Consumer lag of every group that could be read.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ConsumerLag)]
+pub struct LagOut {
+    pub groups: Vec<GroupLag>,
 }
 
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(lag))
+}
+
+/// Consumer lag per group and partition (router, dispatcher, projector). Admin tokens only.
+#[utoipa::path(
+    get,
+    path = "/api/system/lag",
+    operation_id = "consumer_lag",
+    tag = "system",
+    responses(
+        (status = OK, description = "Lag per group and partition", body = LagOut),
+        (status = FORBIDDEN, description = "A tenant token (lag is visible to admin tokens only)"),
+    )
+)]
 async fn lag(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiProblem> {
     if caller.tenant.is_some() {
         return Err(ApiProblem::Forbidden("consumer lag is visible to admin tokens only"));
@@ -56,7 +79,7 @@ async fn lag(State(state): State<AppState>, caller: Caller) -> Result<impl IntoR
             .await
             .map_err(ApiProblem::internal)?;
     let groups: Vec<GroupLag> = groups.into_iter().filter_map(Result::ok).collect();
-    Ok(Json(serde_json::json!({ "groups": groups })))
+    Ok(Json(LagOut { groups }))
 }
 
 /// Lag of `group` on `topic`.

@@ -15,6 +15,9 @@
 //! - [`ui`]: the DLQ viewer and health dashboard pages under `/ui/`, with session sign-in.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`health`]: `/healthz` (process alive) and `/readyz` (dependencies answer).
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`), built from the same registrations as
+//!   the routes, so the two cannot diverge; [`router`] holds both.
+//! - [`extract`]: `Json`/`Path`/`Query` extractors that reject with problem+json.
 //! - [`run`] binds the listener and serves until shutdown, draining in-flight requests.
 
 pub mod auth;
@@ -22,10 +25,12 @@ pub mod circuits;
 pub mod dlq;
 pub mod dlq_view;
 pub mod endpoints;
+pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod lag;
 pub mod metrics;
+pub mod openapi;
 pub mod overview;
 pub mod params;
 pub mod problem;
@@ -35,7 +40,7 @@ pub mod ui;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{Extension, Router};
 use hookline_config::Config;
 use hookline_domain::sealing::MasterKeys;
 use hookline_kafka::catalog::Catalog;
@@ -44,6 +49,7 @@ use hookline_kafka::{KafkaError, Topics};
 use hookline_projector::query::Reader;
 use hookline_schemas::Codec;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use health::Readiness;
 
@@ -153,12 +159,18 @@ impl AppState {
     }
 }
 
-/// The whole HTTP app.
-pub fn app(state: AppState) -> Router {
-    Router::new()
+/// Every route the API serves and the OpenAPI document describing them.
+///
+/// Register routes here, and only here (never on the `Router` that [`app`] returns): the test
+/// in `openapi.rs` inspects this router and fails when a route is missing from the document.
+/// Documented routes go through the per-module `OpenApiRouter`s (`routes!(handler)` with a
+/// `#[utoipa::path]` on the handler). Only paths under [`openapi::UNDOCUMENTED_PREFIXES`]
+/// (`/ui/`) may be added as plain axum routes, after `split_for_parts`.
+pub fn router(max_payload_bytes: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(health::routes())
         .merge(endpoints::routes())
-        .merge(triggers::routes(state.config.api.max_payload_bytes))
+        .merge(triggers::routes(max_payload_bytes))
         .merge(reads::routes())
         .merge(dlq::routes())
         .merge(lag::routes())
@@ -167,9 +179,39 @@ pub fn app(state: AppState) -> Router {
         .merge(circuits::routes())
         .merge(dlq_view::routes())
         .merge(overview::routes())
-        .merge(ui::routes())
+        .merge(openapi::routes())
+        .split_for_parts();
+    openapi::finish(&mut doc);
+    // The pages are HTML for people, not API operations (openapi::UNDOCUMENTED_PREFIXES).
+    let router = router.merge(ui::routes()).layer(Extension(openapi::Document::new(&doc)));
+    (router, doc)
+}
+
+/// The whole HTTP app.
+pub fn app(state: AppState) -> Router {
+    let (router, _) = router(state.config.api.max_payload_bytes);
+    router
         .fallback(|| async { problem::ApiProblem::NotFound("route") })
+        .layer(axum::middleware::from_fn(answer_panics))
         .with_state(state)
+}
+
+/// A handler that panics is a bug; without this the client sees its connection dropped.
+/// With it, the panic is logged and answered like any internal error: a bare problem+json 500.
+async fn answer_panics(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            problem::ApiProblem::Internal(format!("handler panicked: {what}")).into_response()
+        }
+    }
 }
 
 /// Serves the API on `config.api.listen` until `shutdown` fires, then drains.
@@ -191,4 +233,26 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(ApiError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("bug")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_not_a_dropped_connection() {
+        let app = Router::new().route("/boom", get(boom)).layer(axum::middleware::from_fn(answer_panics));
+        let resp = app.oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], problem::PROBLEM_JSON);
+    }
 }

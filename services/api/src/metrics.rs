@@ -2,19 +2,28 @@
 //! lag per group and partition read from Kafka at scrape time. Unauthenticated like
 //! `/healthz`: it carries counts and latencies, no tenant data or ids.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use hookline_telemetry::{labels, metrics, names};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
+/// The process's metrics in the Prometheus text format (no token: counts and latencies only).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "system",
+    security(()),
+    responses((status = OK, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String))
+)]
 async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     let kafka = state.config.kafka.clone();
     let t = state.topics.clone();

@@ -5,13 +5,12 @@
 //! Everything comes from the read models (`endpoint_health` per minute, `endpoint_state` from
 //! the flow-control events) and the in-memory endpoint catalog (configuration).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use futures::StreamExt;
 use hookline_domain::time;
 use hookline_projector::query::{EndpointState, Health, percentile};
@@ -24,6 +23,8 @@ use crate::auth::Caller;
 use crate::endpoints::RateLimitIn;
 use crate::params::Params;
 use crate::problem::ApiProblem;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Most endpoints one answer covers (the rest are counted in `truncated`).
 pub const MAX_ENDPOINTS: usize = 500;
@@ -33,12 +34,27 @@ const READ_CONCURRENCY: usize = 16;
 pub const DEFAULT_WINDOW_MINUTES: i64 = 60;
 pub const MAX_WINDOW_MINUTES: i64 = 1440;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/overview", get(overview))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(overview))
+}
+
+/// Query of `GET /api/overview`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct OverviewQuery {
+    /// Minutes of history (default 60).
+    #[param(minimum = 1, maximum = 1440)]
+    window: Option<i64>,
+    /// The tenant (admin tokens; a tenant token sees its own).
+    tenant_id: Option<String>,
+    /// Chart one endpoint instead of all.
+    series_endpoint_id: Option<String>,
 }
 
 /// Circuit breaker as the dashboard shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OverviewCircuit)]
 pub struct CircuitOut {
     /// `closed`, `open`, or `half_open` (open, cool-down over, waiting for a probe to succeed).
     pub state: &'static str,
@@ -48,7 +64,8 @@ pub struct CircuitOut {
     pub failure_ratio: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OverviewEndpoint)]
 pub struct EndpointRow {
     pub id: String,
     pub tenant_id: String,
@@ -74,7 +91,8 @@ pub struct EndpointRow {
     pub last_deferred_cause: Option<String>,
 }
 
-#[derive(Debug, Serialize, Default, Clone)]
+#[derive(Debug, Serialize, Default, Clone, utoipa::ToSchema)]
+#[schema(as = OverviewMinute)]
 pub struct MinuteOut {
     pub minute: i64,
     pub succeeded: i64,
@@ -86,7 +104,8 @@ pub struct MinuteOut {
     pub latency_p99_ms: Option<i32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OverviewSeries)]
 pub struct SeriesOut {
     /// The endpoint the series covers, or none for every listed endpoint.
     pub endpoint_id: Option<String>,
@@ -94,7 +113,8 @@ pub struct SeriesOut {
     pub minutes: Vec<MinuteOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Overview)]
 pub struct OverviewOut {
     pub generated_at: i64,
     pub window_minutes: i64,
@@ -104,10 +124,22 @@ pub struct OverviewOut {
     pub series: SeriesOut,
 }
 
+/// The health dashboard's data: per endpoint and per minute.
+#[utoipa::path(
+    get,
+    path = "/api/overview",
+    operation_id = "overview",
+    tag = "health",
+    params(OverviewQuery),
+    responses(
+        (status = OK, description = "Per-endpoint rows and per-minute series", body = OverviewOut),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+    )
+)]
 async fn overview(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery,
 ) -> Result<impl IntoResponse, ApiProblem> {
     let p = Params::new(q, &["window", "tenant_id", "series_endpoint_id"])?;
     let window = match p.str("window") {

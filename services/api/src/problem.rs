@@ -9,12 +9,19 @@ use serde::Serialize;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-#[derive(Debug, Serialize)]
+/// An error (RFC 9457 problem details).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// What kind of error: invalid-field, bad-request, unauthorized, forbidden, not-found, conflict,
+    /// payload-too-large, unavailable, internal.
     #[serde(rename = "type")]
+    #[schema(example = "invalid-field")]
     pub kind: &'static str,
+    /// A short summary of the kind.
     pub title: &'static str,
+    /// The HTTP status code.
     pub status: u16,
+    /// What went wrong, for a person.
     pub detail: String,
     /// The offending request field, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -3,65 +3,141 @@
 //! TriggerRequested record (acks=all, idempotent producer); a broker that does not answer
 //! gives 503, never a silent loss.
 
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::{Json, Router};
 use base64::Engine;
 use hookline_domain::subscriptions::validate_event_type;
 use hookline_domain::{ids, time};
 use hookline_schemas::{Envelope, Event, TriggerRequested};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use hookline_redis::idempotency::Claim;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::endpoints::TenantId;
+use crate::extract::ApiJson;
 use crate::problem::ApiProblem;
 
 /// A batch body may be this many times the single-payload limit.
 pub const BATCH_BODY_FACTOR: usize = 8;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 pub const MAX_EXPLICIT_ENDPOINTS: usize = 100;
+/// Largest encoded TriggerRequested the API writes: the producers' record limit (librdkafka's
+/// `message.max.bytes`, 1,000,000 by default, which our producers keep) minus room for the
+/// fields the router and dispatcher add when the same payload travels on as DeliveryRequested
+/// and MovedToDLQ.
+pub const MAX_TRIGGER_RECORD_BYTES: usize = 1_000_000 - 64 * 1024;
 
-pub fn routes(max_payload: usize) -> Router<AppState> {
+pub fn routes(max_payload: usize) -> OpenApiRouter<AppState> {
     // Room for the JSON envelope and base64's 4/3 inflation around the payload itself.
     let single = max_payload / 3 * 4 + 64 * 1024;
-    Router::new()
-        .route("/api/webhooks/trigger", post(trigger).layer(DefaultBodyLimit::max(single)))
-        .route("/api/webhooks/trigger/batch", post(batch).layer(DefaultBodyLimit::max(single * BATCH_BODY_FACTOR)))
+    OpenApiRouter::new()
+        .routes(routes!(trigger).layer(DefaultBodyLimit::max(single)))
+        .routes(routes!(batch).layer(DefaultBodyLimit::max(single * BATCH_BODY_FACTOR)))
 }
 
-#[derive(Debug, Deserialize)]
+/// One event to deliver to every subscribed endpoint of the tenant (or to `endpoint_ids`).
+/// Give exactly one of `payload` and `payload_base64`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Trigger)]
 pub struct TriggerIn {
+    /// Admin tokens must name the tenant; tenant tokens may omit it (or name their own).
+    #[schema(value_type = Option<TenantId>)]
     pub tenant_id: Option<String>,
+    /// The event type endpoints subscribe to.
+    #[schema(value_type = EventType)]
     pub event_type: String,
     /// A JSON payload, delivered byte-exact as sent.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<Box<RawValue>>,
-    /// Or any bytes, base64-encoded, with `content_type`.
+    /// Or any bytes, base64-encoded (standard alphabet, padded), with `content_type`.
+    #[schema(content_encoding = "base64")]
     pub payload_base64: Option<String>,
+    /// Media type of the payload (default `application/json`, or `application/octet-stream`
+    /// for `payload_base64`).
+    #[schema(min_length = 1, max_length = 200)]
     pub content_type: Option<String>,
+    /// A repeated key (per tenant, 24 h) returns the first trigger's id and creates nothing.
+    #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
+    /// Deliver only to these endpoints of the tenant, whatever they subscribe to.
+    #[schema(min_items = 1, max_items = 100)]
     pub endpoint_ids: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Up to `api.max_batch_size` events, validated together: one bad event rejects the batch.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TriggerBatch)]
 pub struct BatchIn {
+    #[schema(min_items = 1)]
     pub events: Vec<TriggerIn>,
 }
 
-#[derive(Serialize)]
-struct TriggerOut {
-    trigger_id: String,
+/// An event type: dot-separated segments of letters, digits and `_ - : /`.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_:/-]+(\\.[A-Za-z0-9_:/-]+)*$", max_length = 200, example = "invoice.paid")]
+#[allow(dead_code)]
+pub struct EventType(String);
+
+/// An accepted trigger.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TriggerAccepted)]
+pub struct TriggerOut {
+    pub trigger_id: String,
 }
 
-#[derive(Serialize)]
-struct BatchOut {
-    trigger_ids: Vec<String>,
+/// Accepted triggers, in the order of the request's events.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TriggerBatchAccepted)]
+pub struct BatchOut {
+    pub trigger_ids: Vec<String>,
+}
+
+/// Triggers one event; answered once the broker acknowledged it (acks=all).
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/trigger",
+    operation_id = "trigger",
+    tag = "triggers",
+    request_body = TriggerIn,
+    responses(
+        (status = ACCEPTED, description = "Accepted: durable on the triggers topic (or, for a repeated \
+                                           idempotency key, the first trigger's id)", body = TriggerOut,
+            headers(("idempotent-replayed" = String, description = "`true` when this answer repeats an earlier trigger with the same idempotency key"))),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+        (status = CONFLICT, description = "A request with the same idempotency key is still being accepted; retry"),
+        (status = PAYLOAD_TOO_LARGE, description = "The payload exceeds `api.max_payload_bytes`, or the event \
+                                                    the event log's record limit"),
+        (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge; the trigger was not accepted"),
+    )
+)]
+async fn trigger(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiProblem>,
+    body: Result<ApiJson<TriggerIn>, ApiProblem>,
+) -> Result<impl IntoResponse, ApiProblem> {
+    count(
+        async {
+            let (caller, ApiJson(body)) = (caller?, body?);
+            let record = to_record(&state, &caller, body, "")?;
+            let bytes = encode(&state, &record, "")?;
+            let (trigger_id, replayed) = publish_once(&state, &record, &bytes).await?;
+            let mut headers = axum::http::HeaderMap::new();
+            if replayed {
+                headers.insert(IDEMPOTENT_REPLAYED, axum::http::HeaderValue::from_static("true"));
+            }
+            Ok(((StatusCode::ACCEPTED, headers, Json(TriggerOut { trigger_id })), 1))
+        }
+        .await,
+    )
 }
 
 /// Counts a trigger request's result (accepted triggers, or the refusal's reason).
@@ -88,43 +164,36 @@ fn count<T>(result: Result<(T, usize), ApiProblem>) -> Result<T, ApiProblem> {
     }
 }
 
-async fn trigger(
-    state: State<AppState>,
-    caller: Result<Caller, ApiProblem>,
-    body: Result<Json<TriggerIn>, axum::extract::rejection::JsonRejection>,
-) -> Result<impl IntoResponse, ApiProblem> {
-    count(async { trigger_one(state, caller?, body).await.map(|r| (r, 1)) }.await)
-}
-
+/// Triggers several events; all are validated before any is written.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/trigger/batch",
+    operation_id = "trigger_batch",
+    tag = "triggers",
+    request_body = BatchIn,
+    responses(
+        (status = ACCEPTED, description = "Accepted: every event is durable on the triggers topic", body = BatchOut),
+        (status = FORBIDDEN, description = "A tenant token named another tenant"),
+        (status = CONFLICT, description = "A request with the same idempotency key is still being accepted; retry"),
+        (status = PAYLOAD_TOO_LARGE, description = "A payload exceeds `api.max_payload_bytes`, or an event \
+                                                    the event log's record limit"),
+        (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge every event; retry the batch \
+                                                      (idempotency keys make a retry safe)"),
+    )
+)]
 async fn batch(
     state: State<AppState>,
     caller: Result<Caller, ApiProblem>,
-    body: Result<Json<BatchIn>, axum::extract::rejection::JsonRejection>,
+    body: Result<ApiJson<BatchIn>, ApiProblem>,
 ) -> Result<impl IntoResponse, ApiProblem> {
-    count(async { batch_many(state, caller?, body).await }.await)
-}
-
-async fn trigger_one(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<TriggerIn>, axum::extract::rejection::JsonRejection>,
-) -> Result<impl IntoResponse + use<>, ApiProblem> {
-    let Json(body) = body?;
-    let record = to_record(&state, &caller, body, "")?;
-    let (trigger_id, replayed) = publish_once(&state, &record).await?;
-    let mut headers = axum::http::HeaderMap::new();
-    if replayed {
-        headers.insert(IDEMPOTENT_REPLAYED, axum::http::HeaderValue::from_static("true"));
-    }
-    Ok((StatusCode::ACCEPTED, headers, Json(TriggerOut { trigger_id })))
+    count(async { batch_many(state, caller?, body?).await }.await)
 }
 
 async fn batch_many(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<BatchIn>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<BatchIn>,
 ) -> Result<(impl IntoResponse + use<>, usize), ApiProblem> {
-    let Json(body) = body?;
     if body.events.is_empty() || body.events.len() > state.config.api.max_batch_size {
         return Err(ApiProblem::invalid(
             "events",
@@ -136,9 +205,14 @@ async fn batch_many(
         .events
         .into_iter()
         .enumerate()
-        .map(|(i, t)| to_record(&state, &caller, t, &format!("events[{i}].")))
+        .map(|(i, t)| {
+            let at = format!("events[{i}].");
+            let record = to_record(&state, &caller, t, &at)?;
+            let bytes = encode(&state, &record, &at)?;
+            Ok::<_, ApiProblem>((record, bytes))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let sends = records.iter().map(|r| async { publish_once(&state, r).await.map(|(id, _)| id) });
+    let sends = records.iter().map(|(r, bytes)| async { publish_once(&state, r, bytes).await.map(|(id, _)| id) });
     let trigger_ids = futures::future::try_join_all(sends).await?;
     let n = trigger_ids.len();
     Ok(((StatusCode::ACCEPTED, Json(BatchOut { trigger_ids })), n))
@@ -213,6 +287,20 @@ fn to_record(state: &AppState, caller: &Caller, t: TriggerIn, at: &str) -> Resul
     })
 }
 
+/// The encoded record, refused with 413 when the event log could not take it. Without this
+/// check a record over the producer's limit came back from the broker client as an error and was
+/// answered 503 "try again", which can never succeed.
+fn encode(state: &AppState, record: &TriggerRequested, at: &str) -> Result<Vec<u8>, ApiProblem> {
+    let bytes = state.codec.encode(record).map_err(ApiProblem::internal)?;
+    if bytes.len() > MAX_TRIGGER_RECORD_BYTES {
+        return Err(ApiProblem::TooLarge(format!(
+            "{at}payload: the event ({} bytes encoded) exceeds the event log's limit of {MAX_TRIGGER_RECORD_BYTES} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Set on a trigger answer that repeats an earlier trigger with the same idempotency key.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// Longest a request waits for a concurrent identical request (same idempotency key) to finish.
@@ -225,9 +313,9 @@ const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// record. When Redis cannot be reached the trigger is published anyway: the router's log-based
 /// dedupe still keeps a repeat from fanning out (see `hookline_router::dedupe`).
 #[tracing::instrument(name = "accept_trigger", skip_all, fields(trigger_id = record.envelope.trigger_id.as_deref(), tenant_id = record.envelope.tenant_id.as_str()))]
-async fn publish_once(state: &AppState, record: &TriggerRequested) -> Result<(String, bool), ApiProblem> {
+async fn publish_once(state: &AppState, record: &TriggerRequested, bytes: &[u8]) -> Result<(String, bool), ApiProblem> {
     let (Some(key), Some(store)) = (record.idempotency_key.as_deref(), state.redis.get()) else {
-        return publish(state, record).await.map(|id| (id, false));
+        return publish(state, record, bytes).await.map(|id| (id, false));
     };
     let tenant = record.envelope.tenant_id.as_str();
     let id = record.envelope.trigger_id.clone().unwrap_or_default();
@@ -239,16 +327,16 @@ async fn publish_once(state: &AppState, record: &TriggerRequested) -> Result<(St
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "idempotency claim failed; publishing (the router dedupes)");
-                return publish(state, record).await.map(|id| (id, false));
+                return publish(state, record, bytes).await.map(|id| (id, false));
             }
             Err(_) => {
                 tracing::warn!("idempotency claim timed out; publishing (the router dedupes)");
-                return publish(state, record).await.map(|id| (id, false));
+                return publish(state, record, bytes).await.map(|id| (id, false));
             }
         };
         match claim {
             Claim::Won => {
-                return match publish(state, record).await {
+                return match publish(state, record, bytes).await {
                     Ok(id) => {
                         if let Err(e) = store.confirm_claim(tenant, key, &id).await {
                             tracing::warn!(error = %e, "cannot mark the idempotency claim done");
@@ -278,9 +366,8 @@ async fn publish_once(state: &AppState, record: &TriggerRequested) -> Result<(St
     }
 }
 
-async fn publish(state: &AppState, record: &TriggerRequested) -> Result<String, ApiProblem> {
-    let bytes = state.codec.encode(record).map_err(ApiProblem::internal)?;
-    state.producer.send(&state.topics.triggers, record.envelope.tenant_id.as_bytes(), &bytes).await.map_err(|e| {
+async fn publish(state: &AppState, record: &TriggerRequested, bytes: &[u8]) -> Result<String, ApiProblem> {
+    state.producer.send(&state.topics.triggers, record.envelope.tenant_id.as_bytes(), bytes).await.map_err(|e| {
         tracing::warn!(error = %e, "trigger not acknowledged by the broker");
         ApiProblem::Unavailable("the event log did not acknowledge the trigger; it was not accepted, try again")
     })?;

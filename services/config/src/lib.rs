@@ -126,7 +126,8 @@ pub struct RedisOptions {
 pub struct ApiOptions {
     /// Listen address. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
-    /// Largest accepted trigger payload in bytes (413 above). Default 1048576 (1 MiB).
+    /// Largest accepted trigger payload in bytes (413 above). Default 921600 (900 KiB), the
+    /// most that fits, with the event's other fields, in a Kafka record (1,000,000 bytes).
     pub max_payload_bytes: usize,
     /// Most events in one batch trigger. Default 500.
     pub max_batch_size: usize,
@@ -338,8 +339,12 @@ impl Config {
         if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
             return Err(bad("redis.url", &self.redis.url, "must start with redis:// or rediss://"));
         }
-        if !(1024..=64 * 1024 * 1024).contains(&self.api.max_payload_bytes) {
-            return Err(bad("api.max_payload_bytes", self.api.max_payload_bytes, "must be between 1 KiB and 64 MiB"));
+        if !(1024..=900 * 1024).contains(&self.api.max_payload_bytes) {
+            return Err(bad(
+                "api.max_payload_bytes",
+                self.api.max_payload_bytes,
+                "must be between 1 KiB and 900 KiB (an event must fit a 1,000,000-byte Kafka record)",
+            ));
         }
         if !(1..=10_000).contains(&self.api.max_batch_size) {
             return Err(bad("api.max_batch_size", self.api.max_batch_size, "must be between 1 and 10000"));
