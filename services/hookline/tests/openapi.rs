@@ -221,6 +221,16 @@ fn check_known_resources(python: &str, base: &str, doc: &Value, k: &Known) {
     ]);
     let the_rest = json!([
         [ADMIN_TOKEN, "GET", "/api/system/lag", {}, {}, null, 200],
+        [ADMIN_TOKEN, "GET", "/metrics", {}, {}, null, 200],
+        [ADMIN_TOKEN, "GET", "/api/circuits", {}, {}, null, 200],
+        [acme, "GET", "/api/endpoints/{id}/circuit", ep, {}, null, 200],
+        [globex, "GET", "/api/endpoints/{id}/circuit", ep, {}, null, 404],
+        [ADMIN_TOKEN, "GET", "/api/overview", {}, {"tenant_id": "acme", "window": 30}, null, 200],
+        [acme, "GET", "/api/overview", {}, {"series_endpoint_id": k.endpoint}, null, 200],
+        [ADMIN_TOKEN, "GET", "/api/webhooks/dlq/search", {}, {"tenant_id": "acme", "q": &k.dlq[2][..8]}, null, 200],
+        [ADMIN_TOKEN, "GET", "/api/webhooks/dlq/search", {}, {"tenant_id": "acme"}, null, 400],
+        [ADMIN_TOKEN, "GET", "/api/webhooks/dlq/{id}/request", {"id": k.dlq[2]}, {}, null, 200],
+        [globex, "GET", "/api/webhooks/dlq/{id}/request", {"id": k.dlq[2]}, {}, null, 404],
         [acme, "GET", "/api/system/lag", {}, {}, null, 403],
         [ADMIN_TOKEN, "POST", "/api/webhooks/trigger", {}, {},
             {"tenant_id": "acme", "event_type": "s.ok", "payload": [1, "two"], "idempotency_key": "k1"}, 202],

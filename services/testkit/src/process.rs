@@ -69,39 +69,60 @@ impl Hookline {
         assert!(out.status.success(), "topics create: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    /// Starts `hookline <role>` and, when it serves the API, waits for `/readyz`.
+    /// Starts `hookline <role>` and, when it serves the API, waits for `/readyz`. A free port
+    /// found by binding port 0 can be taken by another process before the child binds it: the
+    /// start is retried on a new port when the child exits that early.
     pub async fn start(bin: &str, env: &TestEnv, role: &str, extra: &[(&str, &str)]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("hookline-{}-{role}-{port}.log", env.id)))
-            .expect("log file");
-        let child = Command::new(bin)
-            .arg(role)
-            .envs(test_env_vars(env, &sha256_hex(ADMIN_TOKEN)))
-            .env("HOOKLINE_API__LISTEN", api.to_string())
-            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn hookline");
-        let mut h = Self { child, api, bin: bin.to_string() };
-        if role == "all" || role == "api" {
-            h.wait_ready(Duration::from_secs(60)).await;
+        for attempt in 1..=3 {
+            let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+            let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+            let log_path = std::env::temp_dir().join(format!("hookline-{}-{role}-{port}.log", env.id));
+            let log = std::fs::File::create(&log_path).expect("log file");
+            let child = Command::new(bin)
+                .arg(role)
+                .envs(test_env_vars(env, &sha256_hex(ADMIN_TOKEN)))
+                .env("HOOKLINE_API__LISTEN", api.to_string())
+                .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn hookline");
+            let mut h = Self { child, api, bin: bin.to_string() };
+            if role != "all" && role != "api" {
+                return h;
+            }
+            match h.try_wait_ready(Duration::from_secs(60)).await {
+                Ok(()) => return h,
+                Err(status) => {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    if attempt < 3 && log.contains("Address already in use") {
+                        continue;
+                    }
+                    panic!("hookline exited early: {status}; its log ({log_path:?}) ends with:\n{}", tail(&log, 20));
+                }
+            }
         }
-        h
+        unreachable!("the loop returns or panics")
     }
 
     pub async fn wait_ready(&mut self, timeout: Duration) {
+        if let Err(status) = self.try_wait_ready(timeout).await {
+            panic!("hookline exited early: {status}");
+        }
+    }
+
+    /// Waits for `/readyz`; `Err` with the exit status when the process ended first.
+    async fn try_wait_ready(&mut self, timeout: Duration) -> Result<(), std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("hookline exited early: {status}");
+                return Err(status);
             }
             if let Ok(s) = tokio::net::TcpStream::connect(self.api).await {
                 drop(s);
                 let (code, _) = crate::http::call(self.api, "GET", "/readyz", None, None).await;
                 if code == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(Instant::now() < deadline, "hookline not ready after {timeout:?}");
@@ -138,6 +159,11 @@ impl Drop for Hookline {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Hex SHA-256, via `sha256sum` to keep this crate free of hashing dependencies.
