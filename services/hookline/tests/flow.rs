@@ -18,6 +18,10 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookline");
 
+/// The timing-sensitive tests (limiter accuracy, Redis outages under load) take turns, so one
+/// test's load does not starve another's dispatchers on a 2-core machine.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A private `redis-server` on a free port, stoppable and restartable on the same port.
 struct PrivateRedis {
     port: u16,
@@ -162,6 +166,7 @@ fn setup(env: &TestEnv) {
 /// 100/s ±5% over 30 s, and Redis is called a fraction of a time per delivery.
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_hold_with_two_dispatcher_processes() {
+    let _turn = HEAVY.lock().await;
     let redis = PrivateRedis::start();
     let env = TestEnv::new();
     setup(&env);
@@ -173,7 +178,9 @@ async fn rate_limits_hold_with_two_dispatcher_processes() {
     let d1 = Hookline::start(BIN, &env, "dispatcher", &extra).await;
     let d2 = Hookline::start(BIN, &env, "dispatcher", &extra).await;
     let receiver = Receiver::start().await;
-    let limit = json!({"rate_limit": {"per_second": 100.0, "burst": 10}});
+    // A burst of 25 rides out scheduling stalls of a loaded machine (tokens do not pile up
+    // beyond it) and bounds the overshoot to 25 in 3,000 (0.8%) over the 30 s.
+    let limit = json!({"rate_limit": {"per_second": 100.0, "burst": 25}});
     endpoint(&front, receiver.url("/a"), "limited.a", limit.clone()).await;
     endpoint(&front, receiver.url("/b"), "limited.b", limit).await;
     // Let the group settle (a rebalance mid-run re-delivers what was in flight: at-least-once).
@@ -345,6 +352,7 @@ async fn idempotency_holds_under_a_race_and_a_redis_flush() {
 /// once, the rate limit keeps working on local state, and shared state resumes by itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_down_restarted_and_stalled_mid_load_loses_and_duplicates_nothing() {
+    let _turn = HEAVY.lock().await;
     let mut redis = PrivateRedis::start();
     let env = TestEnv::new();
     setup(&env);
