@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// (the first attempt of a fraction RATIO of the messages fails).
     #[arg(long)]
     pub sink_behaviour: Option<sink::Behaviour>,
+    /// Give the scenario's main endpoints this rate limit (per second; burst = a tenth of it,
+    /// at least 1): to measure the limiter's cost with a limit that does not bind.
+    #[arg(long)]
+    pub rate_limit: Option<f64>,
     /// Pad each payload with this many extra bytes.
     #[arg(long, default_value_t = 0)]
     pub payload_bytes: usize,

@@ -161,6 +161,10 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
         // Overrides how the first group (the healthy / main endpoints) answers.
         plan.endpoints.iter_mut().filter(|e| e.group == 0).for_each(|e| e.behaviour = b);
     }
+    if let Some(r) = args.rate_limit {
+        let burst = ((r / 10.0) as i32).max(1);
+        plan.endpoints.iter_mut().filter(|e| e.group == 0).for_each(|e| e.rate_limit = Some((r, burst)));
+    }
     let plan = Arc::new(plan);
 
     // Hookline: started by us with a fresh prefix, or already running.
@@ -368,7 +372,7 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
             .map(|s| (s.received - 1) as f64 / ((s.last_us - s.first_us) as f64 / 1e6))
             .collect();
         RateLimitReport {
-            meaningful: false,
+            meaningful: true,
             configured_per_s: per_second,
             max_observed_per_s: limited.iter().map(|s| s.max_per_sec).max().unwrap_or(0),
             mean_observed_per_s: if rates.is_empty() {

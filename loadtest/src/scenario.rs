@@ -88,7 +88,9 @@ pub const SCENARIOS: &[Scenario] = &[
         default_count: 300,
         default_endpoints: 10,
         routing: Routing::Broadcast,
-        note: Some("not meaningful until rate limits exist: the limit is configured but not enforced yet"),
+        note: Some(
+            "limits are enforced by the dispatchers' shared token buckets; the burst allows a first second above the rate",
+        ),
     },
     Scenario {
         key: "g",

@@ -210,6 +210,9 @@ pub struct TelemetryOptions {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowOptions {
+    /// Rate limits and circuit breakers in front of every attempt. `false` turns both off (for
+    /// measuring their cost; endpoint limits are then not enforced). Default true.
+    pub enabled: bool,
     /// A rate-limited delivery waits in place for a token up to this long (ms); a longer wait
     /// defers it (DeliveryDeferred, no attempt used). Default 1000.
     pub rate_limit_max_wait_ms: u64,

@@ -524,12 +524,19 @@ pub async fn run(
     consumer
         .subscribe(&[&topics.deliveries])
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-    let mut producer = TxnProducer::new(kafka, &hookline_kafka::txn::transactional_id(kafka, "dispatcher"))?;
-    hookline_telemetry::gauge_fn(
-        hookline_telemetry::names::KAFKA_PRODUCER_QUEUE,
-        hookline_telemetry::labels([(hookline_telemetry::names::CLIENT, "dispatcher")]),
-        producer.queue_probe(),
-    );
+    // Two transactional producers take turns: one commits on the blocking pool while the loop
+    // goes on writing the next transaction into the other, so a commit never stalls delivery.
+    let tid = hookline_kafka::txn::transactional_id(kafka, "dispatcher");
+    let mut producer = TxnProducer::new(kafka, &format!("{tid}-a"))?;
+    let mut spare = Some(TxnProducer::new(kafka, &format!("{tid}-b"))?);
+    for (label, p) in [("dispatcher-a", &producer), ("dispatcher-b", spare.as_ref().expect("just built"))] {
+        hookline_telemetry::gauge_fn(
+            hookline_telemetry::names::KAFKA_PRODUCER_QUEUE,
+            hookline_telemetry::labels([(hookline_telemetry::names::CLIENT, label)]),
+            p.queue_probe(),
+        );
+    }
+    let mut committing: Option<tokio::task::JoinHandle<Committed>> = None;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let flow = flow::Flow::start(&config.redis, &config.flow, shutdown.clone());
     let sh = Arc::new(Shared {
@@ -633,6 +640,12 @@ pub async fn run(
 
         let in_flight: usize = partitions.values().map(|p| p.offsets.in_flight()).sum();
         if stopping && (in_flight == 0 || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d)) {
+            if let Some(h) = committing.take() {
+                let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
+                if c.result.is_ok() {
+                    mark_committed(&mut partitions, &c.moved);
+                }
+            }
             commit(&mut producer, &consumer, &topics, &mut partitions)?;
             break;
         }
@@ -699,15 +712,38 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                if let Err(e) = commit(&mut producer, &consumer, &topics, &mut partitions) {
-                    tracing::warn!(error = %e, "dispatcher: commit failed; restarting from the committed offsets");
-                    // Everything since the last commit is redone; drop local state.
-                    partitions.clear();
-                    endpoints.clear();
-                    batching.clear();
-                    generation += 1;
-                    consumer::rewind_to_committed(&consumer)?;
+                // The previous commit still running: this tick's work joins the next one.
+                if committing.as_ref().is_some_and(|h| !h.is_finished()) {
+                    continue;
                 }
+                if let Some(h) = committing.take() {
+                    let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
+                    spare = Some(c.producer);
+                    if let Err(e) = c.result {
+                        tracing::warn!(error = %e, "dispatcher: commit failed; restarting from the committed offsets");
+                        // That transaction was aborted and the open one follows it: abort it too
+                        // and redo everything since the last commit.
+                        producer.abort()?;
+                        partitions.clear();
+                        endpoints.clear();
+                        batching.clear();
+                        generation += 1;
+                        consumer::rewind_to_committed(&consumer)?;
+                        continue;
+                    }
+                    mark_committed(&mut partitions, &c.moved);
+                }
+                let (tpl, moved) = committable(&consumer, &topics, &partitions);
+                if tpl.count() == 0 && !producer.is_open() {
+                    continue;
+                }
+                let meta = consumer.group_metadata();
+                let Some(next) = spare.take() else { continue };
+                let mut p = std::mem::replace(&mut producer, next);
+                committing = Some(tokio::task::spawn_blocking(move || {
+                    let result = p.commit_blocking(meta.as_ref(), &tpl);
+                    Committed { producer: p, result, moved }
+                }));
             }
             _ = shutdown.cancelled(), if !stopping => {
                 tracing::info!(in_flight, "dispatcher: draining in-flight deliveries");
@@ -811,13 +847,19 @@ fn set_paused(consumer: &Consumer_, topic: &str, partition: i32, pause: bool) {
     }
 }
 
-/// Commits produced records and every moved position, for partitions still assigned.
-fn commit(
-    producer: &mut TxnProducer,
+/// A commit that ran on the blocking pool, with its producer handed back.
+struct Committed {
+    producer: TxnProducer,
+    result: Result<(), KafkaError>,
+    moved: Vec<(i32, i64)>,
+}
+
+/// The positions to commit: every moved one, for partitions still assigned.
+fn committable(
     consumer: &Consumer_,
     topics: &Topics,
-    partitions: &mut HashMap<i32, Partition>,
-) -> Result<(), KafkaError> {
+    partitions: &HashMap<i32, Partition>,
+) -> (TopicPartitionList, Vec<(i32, i64)>) {
     let assigned: HashSet<i32> =
         consumer.assignment().map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
     let mut tpl = TopicPartitionList::new();
@@ -830,11 +872,26 @@ fn commit(
             moved.push((p, pos));
         }
     }
-    producer.commit(consumer, &tpl)?;
-    for (p, pos) in moved {
+    (tpl, moved)
+}
+
+fn mark_committed(partitions: &mut HashMap<i32, Partition>, moved: &[(i32, i64)]) {
+    for &(p, pos) in moved {
         if let Some(part) = partitions.get_mut(&p) {
             part.offsets.mark_committed(pos);
         }
     }
+}
+
+/// Commits produced records and every moved position, here and now (shutdown).
+fn commit(
+    producer: &mut TxnProducer,
+    consumer: &Consumer_,
+    topics: &Topics,
+    partitions: &mut HashMap<i32, Partition>,
+) -> Result<(), KafkaError> {
+    let (tpl, moved) = committable(consumer, topics, partitions);
+    producer.commit(consumer, &tpl)?;
+    mark_committed(partitions, &moved);
     Ok(())
 }

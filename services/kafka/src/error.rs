@@ -29,6 +29,9 @@ pub enum KafkaError {
     },
     #[error("the consumer has no group metadata (not in a group yet)")]
     NoGroupMetadata,
+    /// A task running Kafka calls off the async executor failed (panicked or was cancelled).
+    #[error("a Kafka task failed: {0}")]
+    Internal(String),
     #[error("encoding record: {0}")]
     Codec(#[from] hookline_schemas::CodecError),
 }

@@ -124,6 +124,42 @@ impl TxnProducer {
         Ok(())
     }
 
+    /// Commits the open transaction with `offsets` for the group of `meta`, blocking: for a
+    /// producer handed to the blocking pool while the caller goes on with another producer
+    /// (see the dispatcher's double-buffered commits). With no open transaction and no
+    /// offsets, does nothing.
+    pub fn commit_blocking(
+        &mut self,
+        meta: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
+        offsets: &TopicPartitionList,
+    ) -> Result<(), KafkaError> {
+        if offsets.count() == 0 && !self.open {
+            return Ok(());
+        }
+        if offsets.count() > 0 && meta.is_none() {
+            if self.open {
+                self.open = false;
+                let _ = self.inner.abort_transaction(TXN_TIMEOUT);
+            }
+            return Err(KafkaError::NoGroupMetadata);
+        }
+        if !self.open {
+            self.inner.begin_transaction().map_err(|source| KafkaError::Transaction { source })?;
+        }
+        self.open = false;
+        let result = (|| {
+            if let Some(meta) = meta.filter(|_| offsets.count() > 0) {
+                self.inner.send_offsets_to_transaction(offsets, meta, TXN_TIMEOUT)?;
+            }
+            self.inner.commit_transaction(TXN_TIMEOUT)
+        })();
+        if let Err(source) = result {
+            let _ = self.inner.abort_transaction(TXN_TIMEOUT);
+            return Err(KafkaError::Transaction { source });
+        }
+        Ok(())
+    }
+
     /// Aborts the open transaction, if any.
     pub fn abort(&mut self) -> Result<(), KafkaError> {
         if self.open {

@@ -136,3 +136,36 @@ async fn fifty_concurrent_claims_of_one_key_have_one_winner() {
     store.release_claim("globex", "order-1", "trg_g").await.unwrap();
     assert_eq!(store.claim("globex", "order-1", "trg_g2", 60_000).await.unwrap(), Claim::Won);
 }
+
+/// Two dispatchers (two connections) report failures of one endpoint at the same time: the
+/// circuit opens exactly once, one probe is admitted between them, and one success closes it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn breaker_transitions_from_two_clients_at_once_happen_once() {
+    let env = TestEnv::new();
+    let a = RedisStore::connect(&env.config.redis).await.unwrap();
+    let b = RedisStore::connect(&env.config.redis).await.unwrap();
+    let policy = BreakerPolicy { cooldown_ms: 2_000, max_cooldown_ms: 8_000, probes: 1, ..POLICY };
+    let report = |s: RedisStore| async move {
+        let mut opened = 0;
+        for _ in 0..30 {
+            let o = [Outcomes { endpoint_id: "shared".into(), successes: 0, failures: 1 }];
+            let r = s.report_outcomes(&o, &policy, None).await.unwrap().remove(0);
+            opened += usize::from(r.changed == Some(true));
+        }
+        opened
+    };
+    let (x, y) = tokio::join!(tokio::spawn(report(a.clone())), tokio::spawn(report(b.clone())));
+    assert_eq!(x.unwrap() + y.unwrap(), 1, "one CircuitOpened between both");
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let (pa, pb) = tokio::join!(a.admit("shared", policy.probes, None), b.admit("shared", policy.probes, None));
+    let admitted = usize::from(pa.unwrap().0) + usize::from(pb.unwrap().0);
+    assert_eq!(admitted, 1, "one probe between both");
+    let ok = |s: RedisStore| async move {
+        let o = [Outcomes { endpoint_id: "shared".into(), successes: 1, failures: 0 }];
+        s.report_outcomes(&o, &policy, None).await.unwrap().remove(0).changed
+    };
+    let (ca, cb) = tokio::join!(ok(a.clone()), ok(b.clone()));
+    let closed = [ca, cb].iter().filter(|c| **c == Some(false)).count();
+    assert_eq!(closed, 1, "one CircuitClosed between both");
+    assert_eq!(a.circuits(&["shared".into()]).await.unwrap()[0].state, CircuitState::Closed);
+}
