@@ -427,8 +427,9 @@ impl Config {
                 "must be empty or host:port (an IP address)",
             ));
         }
-        if !t.otlp_endpoint.is_empty()
-            && !(t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.starts_with("https://"))
+        if !(t.otlp_endpoint.is_empty()
+            || t.otlp_endpoint.starts_with("http://")
+            || t.otlp_endpoint.starts_with("https://"))
         {
             return Err(bad("telemetry.otlp_endpoint", &t.otlp_endpoint, "must be empty or an http(s):// URL"));
         }

@@ -266,37 +266,33 @@ impl Flow {
         let rate = limit.per_second.max(1e-3);
         let burst = limit.burst.max(1) as u32;
         let want = ((rate * self.opts.rate_limit_prefetch_ms as f64 / 1000.0).floor() as u32).clamp(1, burst);
-        loop {
-            if local.tokens > 0 && local.fetched.is_some_and(|f| f.elapsed() < TOKEN_TTL) {
-                local.tokens -= 1;
-                return Ok(());
+        if local.tokens > 0 && local.fetched.is_some_and(|f| f.elapsed() < TOKEN_TTL) {
+            local.tokens -= 1;
+            return Ok(());
+        }
+        let budget = max_wait_ms.saturating_sub(started.elapsed().as_millis() as u64);
+        let shared = self
+            .call("take_tokens", |s| async move { s.take_tokens(endpoint_id, rate, burst, want, budget, None).await })
+            .await;
+        let grant = match shared {
+            Some(g) => g,
+            None => {
+                let share = self.opts.rate_limit_fallback_share;
+                let now_us = time::now_ms() * 1000;
+                local.fallback.take(rate * share, burst, want, budget, now_us)
             }
-            let budget = max_wait_ms.saturating_sub(started.elapsed().as_millis() as u64);
-            let shared =
-                self.call("take_tokens", |s| async move {
-                    s.take_tokens(endpoint_id, rate, burst, want, budget, None).await
-                })
-                .await;
-            let grant = match shared {
-                Some(g) => g,
-                None => {
-                    let share = self.opts.rate_limit_fallback_share;
-                    let now_us = time::now_ms() * 1000;
-                    local.fallback.take(rate * share, burst, want, budget, now_us)
+        };
+        match grant {
+            Grant { granted: 0, wait_ms } => Err(wait_ms.max(1)),
+            Grant { granted, wait_ms } => {
+                // A reservation: the tokens are ours once due (the lock keeps this process's
+                // other deliveries of the endpoint queued behind them, in order).
+                if wait_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
                 }
-            };
-            match grant {
-                Grant { granted: 0, wait_ms } => return Err(wait_ms.max(1)),
-                Grant { granted, wait_ms } => {
-                    // A reservation: the tokens are ours once due (the lock keeps this process's
-                    // other deliveries of the endpoint queued behind them, in order).
-                    if wait_ms > 0 {
-                        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                    }
-                    local.tokens = granted - 1;
-                    local.fetched = Some(Instant::now());
-                    return Ok(());
-                }
+                local.tokens = granted - 1;
+                local.fetched = Some(Instant::now());
+                Ok(())
             }
         }
     }

@@ -62,6 +62,8 @@ pub type Labels = Vec<(&'static str, String)>;
 type Counters = Family<Labels, Counter>;
 type Gauges = Family<Labels, Gauge>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+/// A gauge read at scrape time: (name, labels, probe).
+type GaugeFn = (&'static str, Labels, Arc<dyn Fn() -> i64 + Send + Sync>);
 
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~33 s
@@ -91,7 +93,7 @@ pub struct Metrics {
     pub cql_call_duration: Histograms,
     scraped: Gauges,
     registry: Registry,
-    gauge_fns: Mutex<Vec<(&'static str, Labels, Arc<dyn Fn() -> i64 + Send + Sync>)>>,
+    gauge_fns: Mutex<Vec<GaugeFn>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
