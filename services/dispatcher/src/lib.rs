@@ -642,9 +642,15 @@ pub async fn run(
         if stopping && (in_flight == 0 || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d)) {
             if let Some(h) = committing.take() {
                 let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
-                if c.result.is_ok() {
-                    mark_committed(&mut partitions, &c.moved);
+                if let Err(e) = c.result {
+                    // The open transaction follows the aborted one: committing it would move the
+                    // offsets past deliveries whose outcomes were lost. Leave them to be redone.
+                    tracing::warn!(error = %e, "dispatcher: last commit failed; the next owner redoes the rest");
+                    producer.abort()?;
+                    partitions.clear();
+                    break;
                 }
+                mark_committed(&mut partitions, &c.moved);
             }
             commit(&mut producer, &consumer, &topics, &mut partitions)?;
             break;
