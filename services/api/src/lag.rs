@@ -64,6 +64,13 @@ async fn lag(State(state): State<AppState>, caller: Caller) -> Result<impl IntoR
     if caller.tenant.is_some() {
         return Err(ApiProblem::Forbidden("consumer lag is visible to admin tokens only"));
     }
+    let groups = every_group(&state).await.map_err(ApiProblem::internal)?;
+    Ok(Json(LagOut { groups }))
+}
+
+/// Lag of every consumer group that could be read (router, dispatcher, the projector's active
+/// table set on its two topics), off the executor. Shared by this route and `/metrics`.
+pub async fn every_group(state: &AppState) -> Result<Vec<GroupLag>, tokio::task::JoinError> {
     let kafka = state.config.kafka.clone();
     let t = state.topics.clone();
     let suffix = state.reader().suffix;
@@ -74,12 +81,7 @@ async fn lag(State(state): State<AppState>, caller: Caller) -> Result<impl IntoR
         (format!("{p}projector{suffix}"), t.events.clone()),
         (format!("{p}projector{suffix}"), t.deliveries.clone()),
     ];
-    let groups =
-        tokio::task::spawn_blocking(move || pairs.iter().map(|(g, t)| group_lag(&kafka, g, t)).collect::<Vec<_>>())
-            .await
-            .map_err(ApiProblem::internal)?;
-    let groups: Vec<GroupLag> = groups.into_iter().filter_map(Result::ok).collect();
-    Ok(Json(LagOut { groups }))
+    tokio::task::spawn_blocking(move || pairs.iter().filter_map(|(g, t)| group_lag(&kafka, g, t).ok()).collect()).await
 }
 
 /// Lag of `group` on `topic`.

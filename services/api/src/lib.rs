@@ -138,6 +138,18 @@ impl AppState {
             std::time::Duration::from_millis(config.flow.redis_retry_ms),
             CancellationToken::new(),
         );
+        // Reported on the connection the handlers use, not gating readiness: without Redis,
+        // idempotency falls back to the router's log-based dedupe and flow control to local state.
+        let cell = redis.clone();
+        let readiness = readiness.with_optional("redis", move || {
+            let store = cell.get().cloned();
+            async move {
+                match store {
+                    Some(s) => s.ping().await.map_err(|e| e.to_string()),
+                    None => Err("not connected yet".into()),
+                }
+            }
+        });
         Ok(Self {
             redis,
             readers,

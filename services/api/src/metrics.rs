@@ -25,24 +25,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
     responses((status = OK, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String))
 )]
 async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
-    let kafka = state.config.kafka.clone();
-    let t = state.topics.clone();
-    let suffix = state.reader().suffix;
-    let p = kafka.topic_prefix.clone();
-    let pairs = [
-        (format!("{p}router"), t.triggers.clone()),
-        (format!("{p}dispatcher"), t.deliveries.clone()),
-        (format!("{p}projector{suffix}"), t.events.clone()),
-        (format!("{p}projector{suffix}"), t.deliveries.clone()),
-    ];
-    let lags = tokio::task::spawn_blocking(move || {
-        pairs.iter().filter_map(|(g, t)| crate::lag::group_lag(&kafka, g, t).ok()).collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
+    let p = &state.config.kafka.topic_prefix;
+    let lags = crate::lag::every_group(&state).await.unwrap_or_default();
     for g in lags {
         // The group name without this deployment's prefix keeps label values stable.
-        let group = g.group.strip_prefix(&p).unwrap_or(&g.group).to_string();
+        let group = g.group.strip_prefix(p.as_str()).unwrap_or(&g.group).to_string();
         for part in g.partitions {
             let l = labels([
                 (names::GROUP, group.as_str()),

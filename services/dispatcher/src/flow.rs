@@ -94,6 +94,15 @@ pub struct Flow {
     pub stats: FlowStats,
 }
 
+/// The map's value for `key`, inserted by default first; allocates the key only when inserting
+/// (these run once per delivery).
+fn entry<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 pub fn policy(o: &FlowOptions) -> BreakerPolicy {
     BreakerPolicy {
         window_ms: o.breaker_window_ms as i64,
@@ -218,8 +227,9 @@ impl Flow {
     async fn breaker_gate(&self, endpoint_id: &str) -> Gate {
         let now = time::now_ms();
         {
-            let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-            let b = map.entry(endpoint_id.to_string()).or_default();
+            let map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+            // Unknown endpoints are closed: the common case costs one lookup, no allocation.
+            let Some(b) = map.get(endpoint_id) else { return Gate::Go };
             match b.state {
                 CircuitState::Closed => return Gate::Go,
                 CircuitState::Open if now < b.open_until => {
@@ -233,7 +243,7 @@ impl Flow {
         let probes = self.policy.probes;
         let shared = self.call("breaker_admit", |s| async move { s.admit(endpoint_id, probes, None).await }).await;
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map.entry(endpoint_id.to_string()).or_default();
+        let b = entry(&mut map, endpoint_id);
         let admitted = match shared {
             Some((admitted, state, open_until)) => {
                 b.state = state;
@@ -259,7 +269,7 @@ impl Flow {
         let started = Instant::now();
         let entry = {
             let mut map = self.limits.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(endpoint_id.to_string()).or_default().clone()
+            entry(&mut map, endpoint_id).clone()
         };
         // One acquirer per endpoint in this process (tokio's mutex is fair: FIFO).
         let mut local = entry.lock().await;
@@ -303,7 +313,7 @@ impl Flow {
             return;
         }
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map.entry(endpoint_id.to_string()).or_default();
+        let b = entry(&mut map, endpoint_id);
         if success {
             b.successes += 1;
         } else {

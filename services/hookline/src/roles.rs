@@ -147,17 +147,6 @@ pub async fn run_roles_until(config: Arc<Config>, roles: &[Role], token: Cancell
                         let s = probe_store.clone();
                         async move { s.release_version().await.map(|_| ()).map_err(|e| e.to_string()) }
                     });
-                    // Redis is reported but does not gate readiness: without it idempotency
-                    // falls back to the router's log-based dedupe and the dispatcher's flow
-                    // control to local state.
-                    let redis_opts = config.redis.clone();
-                    let readiness = readiness.with_optional("redis", move || {
-                        let o = redis_opts.clone();
-                        async move {
-                            let s = hookline_redis::RedisStore::connect(&o).await.map_err(|e| e.to_string())?;
-                            s.ping().await.map_err(|e| e.to_string())
-                        }
-                    });
                     let readers = hookline_api::ReaderHandle::new(hookline_projector::query::Reader { store, suffix });
                     let follower = readers.clone();
                     let t = token.clone();
