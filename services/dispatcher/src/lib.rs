@@ -527,8 +527,8 @@ pub async fn run(
     // Two transactional producers take turns: one commits on the blocking pool while the loop
     // goes on writing the next transaction into the other, so a commit never stalls delivery.
     let tid = hookline_kafka::txn::transactional_id(kafka, "dispatcher");
-    let mut producer = TxnProducer::new(kafka, &format!("{tid}-a"))?;
-    let mut spare = Some(TxnProducer::new(kafka, &format!("{tid}-b"))?);
+    let mut producer = TxnProducer::new(kafka, "dispatcher", &format!("{tid}-a"))?;
+    let mut spare = Some(TxnProducer::new(kafka, "dispatcher", &format!("{tid}-b"))?);
     for (label, p) in [("dispatcher-a", &producer), ("dispatcher-b", spare.as_ref().expect("just built"))] {
         hookline_telemetry::gauge_fn(
             hookline_telemetry::names::KAFKA_PRODUCER_QUEUE,

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use hookline_config::{KafkaOptions, SchedulerOptions};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
@@ -54,10 +53,7 @@ pub fn topic_specs(kafka: &KafkaOptions, scheduler: &SchedulerOptions) -> Vec<To
 }
 
 fn admin_client(kafka: &KafkaOptions) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .create()
-        .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })
+    crate::client_config(kafka).create().map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })
 }
 
 /// Creates every missing topic; existing topics are left alone. Safe to run repeatedly.
@@ -91,8 +87,7 @@ pub async fn create_topics(kafka: &KafkaOptions, specs: &[TopicSpec]) -> Result<
 
 /// Fetches cluster metadata: succeeds only when a broker answers.
 pub fn ping(kafka: &KafkaOptions, timeout: Duration) -> Result<usize, KafkaError> {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
+    let p: BaseProducer = crate::client_config(kafka)
         .create()
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     let md = p
@@ -104,8 +99,7 @@ pub fn ping(kafka: &KafkaOptions, timeout: Duration) -> Result<usize, KafkaError
 
 /// Partition count of `topic`, or `None` when it does not exist.
 pub fn partition_count(kafka: &KafkaOptions, topic: &str, timeout: Duration) -> Result<Option<usize>, KafkaError> {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
+    let p: BaseProducer = crate::client_config(kafka)
         .create()
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     let md = p

@@ -12,7 +12,7 @@ use hookline_config::KafkaOptions;
 use hookline_domain::subscriptions::SubscriptionIndex;
 use hookline_schemas::{AnyEvent, Codec, EndpointUpserted};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -147,9 +147,8 @@ impl Catalog {
         let client_err = |source| KafkaError::Client { brokers: brokers.clone(), source };
 
         // No consumer group: every follower reads everything and never commits.
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", format!("{}catalog-unused", kafka.topic_prefix))
+        let mut cfg = crate::client_config(kafka);
+        cfg.set("group.id", format!("{}catalog-unused", kafka.topic_prefix))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")

@@ -8,9 +8,8 @@ use rdkafka::ClientConfig;
 
 /// A consumer config for `group`.
 pub fn base_config(kafka: &KafkaOptions, group: &str, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", group)
+    let mut c = crate::client_config(kafka);
+    c.set("group.id", group)
         .set("client.id", client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -16,5 +16,16 @@ mod topics;
 pub mod txn;
 
 pub use error::KafkaError;
+
+/// A client config for the configured cluster: `bootstrap.servers` and the operator's
+/// `kafka.client_properties` (TLS, SASL, debug, ...). Every Kafka client of Hookline starts here.
+pub fn client_config(kafka: &hookline_config::KafkaOptions) -> rdkafka::ClientConfig {
+    let mut c = rdkafka::ClientConfig::new();
+    for (k, v) in &kafka.client_properties {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &kafka.brokers);
+    c
+}
 pub use rdkafka;
 pub use topics::Topics;

@@ -14,9 +14,8 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings shared by every Hookline producer.
 pub fn base_config(kafka: &KafkaOptions, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.brokers)
-        .set("client.id", client_id)
+    let mut c = crate::client_config(kafka);
+    c.set("client.id", client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", kafka.linger_ms.to_string())

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hookline_config::KafkaOptions;
 use hookline_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use hookline_kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use hookline_kafka::rdkafka::{Message, Offset, TopicPartitionList};
 use hookline_schemas::{AnyEvent, Codec};
 
 /// What a keyed trigger was judged.
@@ -114,8 +114,7 @@ impl Dedupe {
         from: RestoreFrom,
         until: i64,
     ) -> Result<usize, String> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
+        let consumer: BaseConsumer = hookline_kafka::client_config(kafka)
             .set("group.id", "hookline-router-restore")
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")

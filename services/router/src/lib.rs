@@ -58,7 +58,16 @@ pub async fn run(
     consumer
         .subscribe(&[&topics.triggers])
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-    let mut producer = TxnProducer::new(kafka, &hookline_kafka::txn::transactional_id(kafka, "router"))?;
+    // Two transactional producers take turns, one batch each: a transaction begun on the
+    // producer that just committed meets the coordinator still finishing that commit
+    // (CONCURRENT_TRANSACTIONS, retried after a backoff), which made every batch wait tens of
+    // milliseconds; the other producer's last transaction is a whole batch older.
+    let tid = hookline_kafka::txn::transactional_id(kafka, "router");
+    let mut producers = [
+        TxnProducer::new(kafka, "router", &format!("{tid}-a"))?,
+        TxnProducer::new(kafka, "router", &format!("{tid}-b"))?,
+    ];
+    let mut turn = 0usize;
     let mut dedupe = dedupe::Dedupe::new(config.flow.idempotency_window_ms, config.flow.idempotency_memory_keys);
     tracing::info!(role = "router", topic = topics.triggers, "started");
 
@@ -75,8 +84,11 @@ pub async fn run(
                 None => break,
             }
         }
+        let producer = &mut producers[turn];
+        turn = (turn + 1) % 2;
         let mut offsets = TopicPartitionList::new();
         let mut outputs = 0usize;
+        let mut send_error = None;
         for m in batch {
             let msg = match m {
                 Ok(msg) => msg,
@@ -114,12 +126,27 @@ pub async fn run(
                 msg.payload(),
             );
             for o in &out {
-                producer.send(&o.topic, &o.key, &o.value)?;
+                if let Err(e) = producer.send(&o.topic, &o.key, &o.value) {
+                    send_error = Some(e);
+                    break;
+                }
+            }
+            if send_error.is_some() {
+                break;
             }
             outputs += out.len();
             let _ = offsets.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1));
         }
-        if let Err(e) = producer.commit(&consumer, &offsets) {
+        let committed = match send_error {
+            // The transaction cannot be committed: abort it (a producer that failed fatally is
+            // replaced at its next use) and redo the batch like after a failed commit.
+            Some(e) => {
+                let _ = producer.abort();
+                Err(e)
+            }
+            None => producer.commit(&consumer, &offsets),
+        };
+        if let Err(e) = committed {
             // The transaction was aborted: rewind to the committed positions and redo the batch.
             tracing::warn!(error = %e, "router: transaction failed; re-reading from the committed offsets");
             consumer::rewind_to_committed(&consumer)?;
@@ -128,7 +155,11 @@ pub async fn run(
         }
         tracing::trace!(outputs, "router: batch committed");
     }
-    producer.abort()?;
+    for p in &mut producers {
+        if let Err(e) = p.abort() {
+            tracing::warn!(error = %e, "router: aborting the open transaction at shutdown failed; it expires by itself");
+        }
+    }
     tracing::info!(role = "router", "stopped");
     Ok(())
 }

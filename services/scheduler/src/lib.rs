@@ -74,7 +74,8 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
         .create()
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     consumer.subscribe(&names).map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-    let mut producer = TxnProducer::new(kafka, &hookline_kafka::txn::transactional_id(kafka, "scheduler"))?;
+    let mut producer =
+        TxnProducer::new(kafka, "scheduler", &hookline_kafka::txn::transactional_id(kafka, "scheduler"))?;
     tracing::info!(role = "scheduler", tiers = ?tiers, "started");
 
     // Paused partitions: (topic, partition) -> (offset of the parked head, wake-up time ms).

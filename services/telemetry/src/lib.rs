@@ -41,6 +41,8 @@ pub mod names {
     pub const REDIS_FALLBACK: &str = "hookline_redis_fallback";
     pub const CQL_CALLS: &str = "hookline_cql_calls";
     pub const CQL_CALL_DURATION: &str = "hookline_cql_call_duration";
+    pub const KAFKA_TXN_COMMITS: &str = "hookline_kafka_txn_commits";
+    pub const KAFKA_TXN_COMMIT_DURATION: &str = "hookline_kafka_txn_commit_duration";
     pub const PROCESS_RSS: &str = "hookline_process_resident_memory";
 
     pub const OUTCOME: &str = "outcome";
@@ -91,6 +93,8 @@ pub struct Metrics {
     pub redis_fallback: Gauge,
     pub cql_calls: Counters,
     pub cql_call_duration: Histograms,
+    pub kafka_txn_commits: Counters,
+    pub kafka_txn_commit_duration: Histograms,
     scraped: Gauges,
     registry: Registry,
     gauge_fns: Mutex<Vec<GaugeFn>>,
@@ -157,6 +161,13 @@ impl Metrics {
         );
         let cql_calls = counters(&mut r, CQL_CALLS, "CQL calls, by operation and result");
         let cql_call_duration = histograms(&mut r, CQL_CALL_DURATION, "Duration of CQL calls, by operation");
+        let kafka_txn_commits =
+            counters(&mut r, KAFKA_TXN_COMMITS, "Kafka transaction commits, by role (op) and result");
+        let kafka_txn_commit_duration = histograms(
+            &mut r,
+            KAFKA_TXN_COMMIT_DURATION,
+            "Duration of Kafka transaction commits (offsets + end of transaction), by role (op)",
+        );
         let scraped = Gauges::default();
         r.register(KAFKA_PRODUCER_QUEUE, "Messages queued or in flight in a Kafka producer", scraped.clone());
         Self {
@@ -179,6 +190,8 @@ impl Metrics {
             redis_fallback,
             cql_calls,
             cql_call_duration,
+            kafka_txn_commits,
+            kafka_txn_commit_duration,
             scraped,
             registry: r,
             gauge_fns: Mutex::default(),
