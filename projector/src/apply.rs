@@ -6,9 +6,13 @@
 //! same cells. Health aggregates are not written here: they are absolute values checkpointed
 //! with the consumer position (see `role`).
 
+use std::collections::HashMap;
+
 use hookline_domain::ids;
 use hookline_schemas::AnyEvent;
 use scylla::client::session::Session;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 
@@ -197,8 +201,95 @@ pub fn dlq_bucket(dlq_id: &str, fallback_ms: i64) -> i64 {
     ids::id_time_ms(dlq_id).unwrap_or(fallback_ms) / DLQ_BUCKET_MS
 }
 
-/// Applies one event's row writes (not health aggregates). Safe to repeat.
+/// The partition a row write lands in. Writes with equal keys go to the store as one
+/// single-partition unlogged batch, which Cassandra and ScyllaDB apply as one mutation
+/// (`deliveries` and `attempts` share the `delivery_id` partition key, so a delivery's status
+/// and its attempt row travel together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Part<'a> {
+    Delivery(&'a str),
+    ByEndpoint(&'a str, &'a str, i64),
+    ByTenant(&'a str, i64),
+    Dlq(&'a str),
+    DlqByTenant(&'a str, i64),
+    Endpoints(&'a str),
+    EndpointState(&'a str),
+}
+
+/// One row write: its statement, values and partition.
+pub struct Write<'a> {
+    part: Part<'a>,
+    name: &'static str,
+    statement: &'a PreparedStatement,
+    values: Box<dyn SerializeRow + Send + Sync + 'a>,
+}
+
+/// Most statements in one batch. Single-partition batches are exempt from the servers' batch
+/// size limits, but a bound keeps each request small.
+const MAX_BATCH_STATEMENTS: usize = 64;
+
+/// Row writes grouped per partition: one request per partition (a batch when it holds more
+/// than one write), in the order the partitions were first written.
+pub fn group(writes: Vec<Write<'_>>) -> Vec<Vec<Write<'_>>> {
+    group_by(writes, |w| w.part, MAX_BATCH_STATEMENTS)
+}
+
+/// Items grouped by `key`, each group at most `cap` long (a full group starts a new one), in
+/// the order the keys first appear.
+fn group_by<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K, cap: usize) -> Vec<Vec<T>> {
+    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        let k = key(&item);
+        match index.get(&k) {
+            Some(&i) if groups[i].len() < cap => groups[i].push(item),
+            _ => {
+                index.insert(k, groups.len());
+                groups.push(vec![item]);
+            }
+        }
+    }
+    groups
+}
+
+/// Sends one group of writes (see [`group`]): a plain execution for one write, an unlogged
+/// batch otherwise. Every statement carries its own write timestamp, so the batch changes
+/// nothing about which cell wins.
+pub async fn execute(session: &Session, group: Vec<Write<'_>>) -> Result<(), CqlError> {
+    if group.len() == 1 {
+        let w = &group[0];
+        session
+            .execute_unpaged(w.statement, &w.values)
+            .await
+            .map_err(|err| CqlError::Execute { statement: w.name.into(), source: Box::new(err) })?;
+        return Ok(());
+    }
+    let mut batch = Batch::new(BatchType::Unlogged);
+    let mut values = Vec::with_capacity(group.len());
+    for w in group {
+        batch.append_statement(w.statement.clone());
+        values.push(w.values);
+    }
+    session
+        .batch(&batch, values)
+        .await
+        .map_err(|err| CqlError::Execute { statement: "row batch".into(), source: Box::new(err) })?;
+    Ok(())
+}
+
+/// Applies one event's row writes at once (tests and one-off use; the role groups the writes of
+/// many events with [`writes`], [`group`] and [`execute`]). Safe to repeat.
 pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i32) -> Result<(), CqlError> {
+    let mut out = Vec::new();
+    writes(st, event, ttl, &mut out);
+    for g in group(out) {
+        execute(session, g).await?;
+    }
+    Ok(())
+}
+
+/// The row writes of one event (not health aggregates), appended to `out`. Safe to repeat.
+pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut Vec<Write<'a>>) {
     let e = event.envelope();
     let tenant = e.tenant_id.as_str();
     let endpoint = e.endpoint_id.as_deref().unwrap_or_default();
@@ -208,11 +299,8 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
     let bucket = delivery_bucket(delivery, at);
     let now = CqlTimestamp(at);
     macro_rules! run {
-        ($stmt:expr, $values:expr) => {
-            session
-                .execute_unpaged($stmt, $values)
-                .await
-                .map_err(|err| CqlError::Execute { statement: stringify!($stmt).into(), source: Box::new(err) })?
+        ($part:expr, $stmt:expr, $values:expr) => {
+            out.push(Write { part: $part, name: stringify!($stmt), statement: $stmt, values: Box::new($values) })
         };
     }
     match event {
@@ -220,6 +308,7 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
             let t = ts(at, 0);
             let created = CqlTimestamp(ids::id_time_ms(delivery).unwrap_or(at));
             run!(
+                Part::Delivery(delivery),
                 &st.delivery_requested,
                 (
                     t,
@@ -238,10 +327,12 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
                 )
             );
             run!(
+                Part::ByEndpoint(tenant, endpoint, bucket),
                 &st.by_endpoint_requested,
                 (t, ttl, status::PENDING, &d.event_type, 0i32, created, tenant, endpoint, bucket, delivery)
             );
             run!(
+                Part::ByTenant(tenant, bucket),
                 &st.by_tenant_requested,
                 (t, ttl, status::PENDING, &d.event_type, 0i32, created, endpoint, tenant, bucket, delivery)
             );
@@ -249,6 +340,7 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
         AnyEvent::AttemptSucceeded(s) => {
             let t = ts(at, 3);
             run!(
+                Part::Delivery(delivery),
                 &st.delivery_status,
                 (
                     t,
@@ -262,9 +354,18 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
                     delivery
                 )
             );
-            run!(&st.by_endpoint_status, (t, ttl, status::DELIVERED, attempt, tenant, endpoint, bucket, delivery));
-            run!(&st.by_tenant_status, (t, ttl, status::DELIVERED, attempt, tenant, bucket, delivery));
             run!(
+                Part::ByEndpoint(tenant, endpoint, bucket),
+                &st.by_endpoint_status,
+                (t, ttl, status::DELIVERED, attempt, tenant, endpoint, bucket, delivery)
+            );
+            run!(
+                Part::ByTenant(tenant, bucket),
+                &st.by_tenant_status,
+                (t, ttl, status::DELIVERED, attempt, tenant, bucket, delivery)
+            );
+            run!(
+                Part::Delivery(delivery),
                 &st.attempt,
                 (
                     delivery,
@@ -290,12 +391,22 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
             let next = f.next_attempt_at.map(CqlTimestamp);
             let err = format!("{}: {}", f.error_kind, f.error_message);
             run!(
+                Part::Delivery(delivery),
                 &st.delivery_status,
-                (t, ttl, st_name, attempt, f.status_code, Some(err.as_str()), next, now, delivery)
+                (t, ttl, st_name, attempt, f.status_code, Some(err), next, now, delivery)
             );
-            run!(&st.by_endpoint_status, (t, ttl, st_name, attempt, tenant, endpoint, bucket, delivery));
-            run!(&st.by_tenant_status, (t, ttl, st_name, attempt, tenant, bucket, delivery));
             run!(
+                Part::ByEndpoint(tenant, endpoint, bucket),
+                &st.by_endpoint_status,
+                (t, ttl, st_name, attempt, tenant, endpoint, bucket, delivery)
+            );
+            run!(
+                Part::ByTenant(tenant, bucket),
+                &st.by_tenant_status,
+                (t, ttl, st_name, attempt, tenant, bucket, delivery)
+            );
+            run!(
+                Part::Delivery(delivery),
                 &st.attempt,
                 (
                     delivery,
@@ -319,6 +430,7 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
             let t = ts(at, 4);
             let dlq_id = e.event_id.as_str();
             run!(
+                Part::Dlq(dlq_id),
                 &st.dlq,
                 (
                     t,
@@ -336,6 +448,7 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
                 )
             );
             run!(
+                Part::Dlq(dlq_id),
                 &st.dlq_facts,
                 (
                     t,
@@ -352,6 +465,7 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
                 )
             );
             run!(
+                Part::DlqByTenant(tenant, dlq_bucket(dlq_id, at)),
                 &st.dlq_by_tenant,
                 (
                     tenant,
@@ -368,6 +482,7 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
                 )
             );
             run!(
+                Part::Delivery(delivery),
                 &st.delivery_status,
                 (
                     t,
@@ -382,29 +497,47 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
                 )
             );
             run!(
+                Part::ByEndpoint(tenant, endpoint, bucket),
                 &st.by_endpoint_status,
                 (t, ttl, status::DEAD_LETTERED, m.attempts, tenant, endpoint, bucket, delivery)
             );
-            run!(&st.by_tenant_status, (t, ttl, status::DEAD_LETTERED, m.attempts, tenant, bucket, delivery));
+            run!(
+                Part::ByTenant(tenant, bucket),
+                &st.by_tenant_status,
+                (t, ttl, status::DEAD_LETTERED, m.attempts, tenant, bucket, delivery)
+            );
         }
         AnyEvent::DLQReplayed(_) | AnyEvent::DLQDiscarded(_) => {
             // The entry id is the MovedToDLQ event id, which the command names as its cause.
-            let Some(dlq_id) = e.causation_id.as_deref() else { return Ok(()) };
+            let Some(dlq_id) = e.causation_id.as_deref() else { return };
             let t = ts(at, 5);
             let (state, actor, replay_id) = match event {
                 AnyEvent::DLQReplayed(r) => (dlq_state::REPLAYED, r.actor.as_str(), Some(r.new_delivery_id.as_str())),
                 AnyEvent::DLQDiscarded(d) => (dlq_state::DISCARDED, d.actor.as_str(), None),
                 _ => unreachable!(),
             };
-            run!(&st.dlq_handled, (t, ttl, state, now, actor, replay_id, dlq_id));
-            run!(&st.dlq_unlist, (t, tenant, dlq_bucket(dlq_id, at), dlq_id));
+            run!(Part::Dlq(dlq_id), &st.dlq_handled, (t, ttl, state, now, actor, replay_id, dlq_id));
+            run!(
+                Part::DlqByTenant(tenant, dlq_bucket(dlq_id, at)),
+                &st.dlq_unlist,
+                (t, tenant, dlq_bucket(dlq_id, at), dlq_id)
+            );
             let shown = if state == dlq_state::REPLAYED { status::REPLAYED } else { status::DISCARDED };
-            run!(&st.by_endpoint_status, (t, ttl, shown, attempt, tenant, endpoint, bucket, delivery));
-            run!(&st.by_tenant_status, (t, ttl, shown, attempt, tenant, bucket, delivery));
+            run!(
+                Part::ByEndpoint(tenant, endpoint, bucket),
+                &st.by_endpoint_status,
+                (t, ttl, shown, attempt, tenant, endpoint, bucket, delivery)
+            );
+            run!(
+                Part::ByTenant(tenant, bucket),
+                &st.by_tenant_status,
+                (t, ttl, shown, attempt, tenant, bucket, delivery)
+            );
         }
         AnyEvent::EndpointUpserted(u) => {
             let t = ts(at, 0);
             run!(
+                Part::Endpoints(tenant),
                 &st.endpoint_upsert,
                 (
                     t,
@@ -421,26 +554,56 @@ pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i3
             );
         }
         AnyEvent::EndpointDeleted(_) => {
-            run!(&st.endpoint_delete, (ts(at, 1), tenant, endpoint));
+            run!(Part::Endpoints(tenant), &st.endpoint_delete, (ts(at, 1), tenant, endpoint));
         }
         AnyEvent::CircuitOpened(o) if !endpoint.is_empty() => {
             let values = (Some(CqlTimestamp(o.open_until)), Some(o.failure_ratio), Some(o.window_requests));
-            run!(&st.circuit, (ts(at, 6), tenant, circuit::OPEN, now, values.0, values.1, values.2, endpoint));
+            run!(
+                Part::EndpointState(endpoint),
+                &st.circuit,
+                (ts(at, 6), tenant, circuit::OPEN, now, values.0, values.1, values.2, endpoint)
+            );
         }
         AnyEvent::CircuitClosed(_) if !endpoint.is_empty() => {
             // Outranks an opening of the same millisecond: a close follows the open it ends.
             run!(
+                Part::EndpointState(endpoint),
                 &st.circuit,
                 (ts(at, 7), tenant, circuit::CLOSED, now, None::<CqlTimestamp>, None::<f64>, None::<i32>, endpoint)
             );
         }
         AnyEvent::EndpointDisabled(d) if !endpoint.is_empty() => {
-            run!(&st.endpoint_disabled, (ts(at, 2), tenant, now, &d.reason, endpoint));
+            run!(Part::EndpointState(endpoint), &st.endpoint_disabled, (ts(at, 2), tenant, now, &d.reason, endpoint));
         }
         AnyEvent::DeliveryDeferred(d) if !endpoint.is_empty() => {
-            run!(&st.deferred, (ts(at, 0), tenant, now, &d.cause, CqlTimestamp(d.until), endpoint));
+            run!(
+                Part::EndpointState(endpoint),
+                &st.deferred,
+                (ts(at, 0), tenant, now, &d.cause, CqlTimestamp(d.until), endpoint)
+            );
         }
         _ => {}
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_group_per_partition_in_first_seen_order_and_bounded() {
+        let items = vec![(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd'), (1, 'e'), (2, 'f')];
+        let groups = group_by(items, |&(k, _)| k, 2);
+        let shown: Vec<String> = groups.iter().map(|g| g.iter().map(|&(_, c)| c).collect()).collect();
+        // Key 1 fills its first group at two; its third write starts a new group.
+        assert_eq!(shown, ["ac", "bf", "d", "e"]);
+        assert!(group_by(Vec::<(u8, u8)>::new(), |&(k, _)| k, 2).is_empty());
+    }
+
+    #[test]
+    fn deliveries_and_attempts_share_a_partition_key_others_do_not() {
+        assert_eq!(Part::Delivery("d1"), Part::Delivery("d1"));
+        assert_ne!(Part::Delivery("d1"), Part::Dlq("d1"));
+        assert_ne!(Part::ByTenant("t", 1), Part::ByTenant("t", 2));
+    }
 }

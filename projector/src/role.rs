@@ -29,7 +29,7 @@ use crate::apply::{self, Statements};
 use crate::schema::{self, HEALTH_BUCKET_MS, LATENCY_BOUNDS_MS};
 use crate::store::{CqlError, Store};
 
-const MAX_BATCH: usize = 500;
+const MAX_BATCH: usize = 2000;
 const WRITE_CONCURRENCY: usize = 64;
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -201,8 +201,7 @@ async fn end_offsets(config: &Config, topics: &[&str]) -> Result<HashMap<(String
     let kafka = config.kafka.clone();
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     let r = tokio::task::spawn_blocking(move || -> Result<HashMap<(String, i32), i64>, rdkafka_error::KafkaError> {
-        let c: BaseConsumer =
-            hookline_kafka::rdkafka::ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create()?;
+        let c: BaseConsumer = hookline_kafka::client_config(&kafka).create()?;
         let mut out = HashMap::new();
         for t in topics {
             let md = c.fetch_metadata(Some(&t), Duration::from_secs(10))?;
@@ -319,9 +318,14 @@ pub async fn project(
             let started = std::time::Instant::now();
             // Futures built up front: a closure inside the stream would defeat the `Send`
             // inference the spawned role task needs.
-            let mut writes = Vec::with_capacity(to_apply.len());
+            // Writes of the whole batch, one request per partition (see `apply::group`).
+            let mut rows = Vec::with_capacity(to_apply.len() * 4);
             for (_, _, _, ev) in &to_apply {
-                writes.push(apply::apply(&store.session, &st, ev, ttl));
+                apply::writes(&st, ev, ttl, &mut rows);
+            }
+            let mut writes = Vec::new();
+            for g in apply::group(rows) {
+                writes.push(apply::execute(&store.session, g));
             }
             let results: Vec<Result<(), CqlError>> =
                 futures::stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY).collect().await;
