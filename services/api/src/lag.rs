@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use hookline_config::KafkaOptions;
 use hookline_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use hookline_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use hookline_kafka::rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -87,8 +87,7 @@ pub async fn every_group(state: &AppState) -> Result<Vec<GroupLag>, tokio::task:
 /// Lag of `group` on `topic`.
 pub fn group_lag(kafka: &KafkaOptions, group: &str, topic: &str) -> Result<GroupLag, String> {
     let timeout = Duration::from_secs(5);
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
+    let c: BaseConsumer = hookline_kafka::client_config(kafka)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()

@@ -86,7 +86,11 @@ pub struct KafkaOptions {
     pub partitions: i32,
     /// Replication factor of created topics. Default 1 (local); use 3 in production.
     pub replication_factor: i32,
-    /// Producer linger in ms: how long records wait to be batched. Default 2.
+    /// Producer linger in ms: how long records wait to be batched. Default 5: librdkafka's
+    /// idempotent producer keeps one request in flight per partition and busy-polls while
+    /// newer records have waited longer than this, so a linger near the broker's
+    /// acknowledgement time saves CPU (measured: p50 at 1,000 triggers/s 74–118 ms with 5 against
+    /// 132–174 ms with 2). Transaction commits send at once whatever the linger.
     pub linger_ms: u32,
     /// Consumer group session timeout in ms. Default 10000.
     pub session_timeout_ms: u32,
@@ -96,7 +100,38 @@ pub struct KafkaOptions {
     /// the 10 s transaction timeout for the dead instance's open transaction to expire.
     #[serde(default)]
     pub instance_id: String,
+    /// Extra librdkafka properties for every Kafka client Hookline creates, e.g. TLS or SASL:
+    /// `{ "security.protocol" = "SASL_SSL", "sasl.mechanism" = "SCRAM-SHA-512", ... }`, or
+    /// `debug`. Properties Hookline sets itself (delivery guarantees, group and transaction
+    /// settings) are refused. Default none.
+    #[serde(default)]
+    pub client_properties: std::collections::BTreeMap<String, String>,
 }
+
+/// librdkafka properties Hookline sets itself: its guarantees depend on them, so
+/// `kafka.client_properties` may not name them.
+pub const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "client.id",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "isolation.level",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "partition.assignment.strategy",
+    "message.timeout.ms",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "session.timeout.ms",
+    "max.in.flight.requests.per.connection",
+    "max.in.flight",
+];
 
 /// The CQL store (ScyllaDB; Cassandra in tests).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,6 +350,20 @@ impl Config {
         }
         if self.kafka.linger_ms > 1000 {
             return Err(bad("kafka.linger_ms", self.kafka.linger_ms, "must be at most 1000"));
+        }
+        for key in self.kafka.client_properties.keys() {
+            if RESERVED_KAFKA_PROPERTIES.contains(&key.as_str()) {
+                return Err(bad(
+                    "kafka.client_properties",
+                    key,
+                    "this property is set by Hookline itself (see its own key) and cannot be overridden",
+                ));
+            }
+            if key.is_empty()
+                || !key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
+            {
+                return Err(bad("kafka.client_properties", key, "not a librdkafka property name"));
+            }
         }
         if !self.kafka.instance_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
             return Err(bad("kafka.instance_id", &self.kafka.instance_id, "use only [a-zA-Z0-9._-]"));
@@ -591,6 +640,20 @@ mod tests {
         assert!(err.contains("kafka.partitions") && err.contains('0'), "{err}");
         let err = with_env(&[("HOOKLINE_LOG__FORMAT", "xml")]).unwrap_err().to_string();
         assert!(err.contains("log.format") && err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn kafka_client_properties_pass_through_but_not_over_our_own() {
+        let c =
+            with_env(&[("HOOKLINE_KAFKA__CLIENT_PROPERTIES", r#"{"security.protocol"="SASL_SSL", "debug"="eos"}"#)])
+                .unwrap();
+        assert_eq!(c.kafka.client_properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        let err = with_env(&[("HOOKLINE_KAFKA__CLIENT_PROPERTIES", r#"{"enable.idempotence"="false"}"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.client_properties") && err.contains("enable.idempotence"), "{err}");
+        let err = with_env(&[("HOOKLINE_KAFKA__CLIENT_PROPERTIES", r#"{"Not A Key"="1"}"#)]).unwrap_err().to_string();
+        assert!(err.contains("not a librdkafka property"), "{err}");
     }
 
     #[test]
