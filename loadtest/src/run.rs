@@ -222,7 +222,13 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
     let lag = match &prefix {
         Some(p) => Some(LagSampler::start(
             &args.brokers,
-            vec![(format!("{p}dispatcher"), format!("{p}deliveries")), (format!("{p}router"), format!("{p}triggers"))],
+            vec![
+                (format!("{p}dispatcher"), format!("{p}deliveries")),
+                (format!("{p}router"), format!("{p}triggers")),
+                // The read side: how far the projector's CQL writes trail the log.
+                (format!("{p}projector"), format!("{p}deliveries")),
+                (format!("{p}projector"), format!("{p}events")),
+            ],
         )?),
         None => None,
     };
@@ -408,7 +414,7 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
         title: s.title.into(),
         note: s.note.map(Into::into),
         started_at_unix_s: first_send / 1_000_000,
-        topic_prefix: prefix.unwrap_or_else(|| "unknown".into()),
+        topic_prefix: prefix.clone().unwrap_or_else(|| "unknown".into()),
         target: target_desc,
         params: Params {
             path: args.path.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
@@ -430,7 +436,10 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
         rate_limit,
         processes,
         lag,
-        projector_lag: "n/a (the projector does not consume yet)".into(),
+        projector_lag: match &prefix {
+            Some(p) => format!("the {p}projector lines above (deliveries and events topics)"),
+            None => "n/a (no --prefix)".into(),
+        },
         timeline,
         hookline_stop,
         host: Host {
