@@ -537,6 +537,19 @@ pub async fn run(
         );
     }
     let mut committing: Option<tokio::task::JoinHandle<Committed>> = None;
+    // A record the open transaction could not take (e.g. its producer was fenced after a
+    // broker stall): that transaction must not commit. The next tick aborts it and redoes
+    // everything since the last commit, as after a failed commit, instead of failing the role.
+    let mut send_failed: Option<KafkaError> = None;
+    macro_rules! send {
+        ($topic:expr, $key:expr, $value:expr) => {
+            if send_failed.is_none() {
+                if let Err(e) = producer.send($topic, $key, $value) {
+                    send_failed = Some(e);
+                }
+            }
+        };
+    }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let flow = flow::Flow::start(&config.redis, &config.flow, shutdown.clone());
     let sh = Arc::new(Shared {
@@ -652,6 +665,12 @@ pub async fn run(
                 }
                 mark_committed(&mut partitions, &c.moved);
             }
+            if let Some(e) = send_failed.take() {
+                tracing::warn!(error = %e, "dispatcher: an outcome record could not be produced; the next owner redoes the rest");
+                let _ = producer.abort();
+                partitions.clear();
+                break;
+            }
             commit(&mut producer, &consumer, &topics, &mut partitions)?;
             break;
         }
@@ -661,7 +680,7 @@ pub async fn run(
             Some(done) = done_rx.recv() => {
                 if let Some(part) = partitions.get_mut(&done.partition).filter(|p| p.generation == done.generation) {
                     for o in &done.outputs {
-                        producer.send(&o.topic, &o.key, &o.value)?;
+                        send!(&o.topic, &o.key, &o.value);
                     }
                     if let Some(update) = done.endpoint_update {
                         catalog.apply(update.into());
@@ -701,7 +720,7 @@ pub async fn run(
                     match outcome::circuit_records(&codec, &topics, &ep, &c.transition, now) {
                         Ok((records, update)) => {
                             for o in &records {
-                                producer.send(&o.topic, &o.key, &o.value)?;
+                                send!(&o.topic, &o.key, &o.value);
                             }
                             if let Some(update) = update {
                                 catalog.apply(update.into());
@@ -722,22 +741,32 @@ pub async fn run(
                 if committing.as_ref().is_some_and(|h| !h.is_finished()) {
                     continue;
                 }
+                let mut failed = None;
                 if let Some(h) = committing.take() {
                     let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
                     spare = Some(c.producer);
-                    if let Err(e) = c.result {
-                        tracing::warn!(error = %e, "dispatcher: commit failed; restarting from the committed offsets");
-                        // That transaction was aborted and the open one follows it: abort it too
-                        // and redo everything since the last commit.
-                        producer.abort()?;
-                        partitions.clear();
-                        endpoints.clear();
-                        batching.clear();
-                        generation += 1;
-                        consumer::rewind_to_committed(&consumer)?;
-                        continue;
+                    match c.result {
+                        Ok(()) => mark_committed(&mut partitions, &c.moved),
+                        Err(e) => failed = Some(("commit failed", e)),
                     }
-                    mark_committed(&mut partitions, &c.moved);
+                }
+                if let Some(e) = send_failed.take() {
+                    failed = failed.or(Some(("an outcome record could not be produced", e)));
+                }
+                if let Some((what, e)) = failed {
+                    tracing::warn!(error = %e, "dispatcher: {what}; restarting from the committed offsets");
+                    // The open transaction follows the failed one (or holds a failed send):
+                    // abort it and redo everything since the last commit. Deliveries are
+                    // attempted again with the same webhook-id.
+                    if let Err(e) = producer.abort() {
+                        tracing::warn!(error = %e, "dispatcher: aborting the open transaction failed; it expires by itself");
+                    }
+                    partitions.clear();
+                    endpoints.clear();
+                    batching.clear();
+                    generation += 1;
+                    consumer::rewind_to_committed(&consumer)?;
+                    continue;
                 }
                 let (tpl, moved) = committable(&consumer, &topics, &partitions);
                 if tpl.count() == 0 && !producer.is_open() {
@@ -784,7 +813,7 @@ pub async fn run(
                         tracing::warn!(partition = p, offset, reason, "delivery record quarantined");
                         let q = hookline_domain::quarantine::record(&topics.deliveries, p, offset, msg.key(), msg.payload(), reason);
                         if let Ok(v) = codec.encode(&q) {
-                            producer.send(&topics.quarantine, topics.deliveries.as_bytes(), &v)?;
+                            send!(&topics.quarantine, topics.deliveries.as_bytes(), &v);
                         }
                         part.offsets.started(offset);
                         part.offsets.finished(offset);
