@@ -35,6 +35,8 @@ pub struct TxnProducer {
     /// How to build the producer again after a fatal error (see [`TxnProducer::renew_if_fatal`]).
     cfg: rdkafka::ClientConfig,
     brokers: String,
+    /// The current producer, for the queue gauge (which outlives a renewal).
+    current: std::sync::Arc<std::sync::Mutex<FutureProducer>>,
 }
 
 /// A transactional producer from `cfg`, its transactions initialised (blocking).
@@ -60,7 +62,18 @@ impl TxnProducer {
         // 250 ms when the cluster is really unwell).
         cfg.set("retry.backoff.ms", "5").set("retry.backoff.max.ms", "250");
         let inner = tokio::task::block_in_place(|| create(&cfg, &kafka.brokers))?;
-        Ok(Self { inner, open: false, role, cfg, brokers: kafka.brokers.clone() })
+        let current = std::sync::Arc::new(std::sync::Mutex::new(inner.clone()));
+        Ok(Self { inner, open: false, role, cfg, brokers: kafka.brokers.clone(), current })
+    }
+
+    /// Two producers for `role` (transactional ids `<id>-a`, `<id>-b`) to take turns: a
+    /// transaction begun on the producer that just committed meets the coordinator still
+    /// finishing that commit (CONCURRENT_TRANSACTIONS, retried after a backoff); the other
+    /// producer's last transaction is a whole turn older, and one can commit on the blocking
+    /// pool while the other takes the next records.
+    pub fn pair(kafka: &KafkaOptions, role: &'static str) -> Result<[Self; 2], KafkaError> {
+        let tid = transactional_id(kafka, role);
+        Ok([Self::new(kafka, role, &format!("{tid}-a"))?, Self::new(kafka, role, &format!("{tid}-b"))?])
     }
 
     /// After a fatal error — the coordinator fenced this producer, e.g. because a stall made
@@ -73,6 +86,7 @@ impl TxnProducer {
         tracing::warn!(role = self.role, %code, reason, "kafka producer failed fatally; starting a new one with the same transactional id");
         match create(&self.cfg, &self.brokers) {
             Ok(inner) => {
+                *self.current.lock().unwrap_or_else(|p| p.into_inner()) = inner.clone();
                 self.inner = inner;
                 self.open = false;
             }
@@ -85,19 +99,26 @@ impl TxnProducer {
     /// Messages queued or in flight in this producer, as a probe for a metrics gauge.
     pub fn queue_probe(&self) -> impl Fn() -> i64 + Send + Sync + 'static {
         use rdkafka::producer::Producer;
-        let p = self.inner.clone();
-        move || i64::from(p.in_flight_count())
+        let current = self.current.clone();
+        move || i64::from(current.lock().unwrap_or_else(|p| p.into_inner()).in_flight_count())
     }
 
-    fn ensure_open(&mut self) -> Result<(), KafkaError> {
+    /// Opens a transaction unless one is open, first replacing a producer that failed fatally
+    /// (blocking when it does).
+    fn begin(&mut self) -> Result<(), KafkaError> {
         if !self.open {
-            if self.inner.client().fatal_error().is_some() {
-                tokio::task::block_in_place(|| self.renew_if_fatal());
-            }
+            self.renew_if_fatal();
             self.inner.begin_transaction().map_err(|source| KafkaError::Transaction { source })?;
             self.open = true;
         }
         Ok(())
+    }
+
+    fn ensure_open(&mut self) -> Result<(), KafkaError> {
+        if !self.open && self.inner.client().fatal_error().is_some() {
+            return tokio::task::block_in_place(|| self.begin());
+        }
+        self.begin()
     }
 
     /// Enqueues a record in the current transaction (opening one if needed). Does not wait.
@@ -132,40 +153,8 @@ impl TxnProducer {
         consumer: &StreamConsumer<C>,
         offsets: &TopicPartitionList,
     ) -> Result<(), KafkaError> {
-        if offsets.count() == 0 && !self.open {
-            return Ok(());
-        }
-        self.ensure_open()?;
-        let meta = if offsets.count() > 0 {
-            match consumer.group_metadata() {
-                Some(m) => Some(m),
-                None => {
-                    self.abort()?;
-                    return Err(KafkaError::NoGroupMetadata);
-                }
-            }
-        } else {
-            None
-        };
-        let started = std::time::Instant::now();
-        let result = tokio::task::block_in_place(|| {
-            if let Some(meta) = &meta {
-                self.inner.send_offsets_to_transaction(offsets, meta, TXN_TIMEOUT)?;
-            }
-            self.drain(started + TXN_TIMEOUT);
-            self.inner.commit_transaction(TXN_TIMEOUT)
-        });
-        self.observe(result.is_ok(), started);
-        self.open = false;
-        if let Err(source) = result {
-            // An abortable error leaves the transaction to abort; a fatal one needs a new producer.
-            tokio::task::block_in_place(|| {
-                let _ = self.inner.abort_transaction(TXN_TIMEOUT);
-                self.renew_if_fatal();
-            });
-            return Err(KafkaError::Transaction { source });
-        }
-        Ok(())
+        let meta = if offsets.count() > 0 { consumer.group_metadata() } else { None };
+        tokio::task::block_in_place(|| self.commit_blocking(meta.as_ref(), offsets))
     }
 
     /// Commits the open transaction with `offsets` for the group of `meta`, blocking: for a
@@ -183,14 +172,12 @@ impl TxnProducer {
         if offsets.count() > 0 && meta.is_none() {
             if self.open {
                 self.open = false;
+                // Aborted: the consumer left its group, so these records are someone else's work.
                 let _ = self.inner.abort_transaction(TXN_TIMEOUT);
             }
             return Err(KafkaError::NoGroupMetadata);
         }
-        if !self.open {
-            self.renew_if_fatal();
-            self.inner.begin_transaction().map_err(|source| KafkaError::Transaction { source })?;
-        }
+        self.begin()?;
         self.open = false;
         let started = std::time::Instant::now();
         let result = (|| {

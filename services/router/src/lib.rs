@@ -58,15 +58,8 @@ pub async fn run(
     consumer
         .subscribe(&[&topics.triggers])
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-    // Two transactional producers take turns, one batch each: a transaction begun on the
-    // producer that just committed meets the coordinator still finishing that commit
-    // (CONCURRENT_TRANSACTIONS, retried after a backoff), which made every batch wait tens of
-    // milliseconds; the other producer's last transaction is a whole batch older.
-    let tid = hookline_kafka::txn::transactional_id(kafka, "router");
-    let mut producers = [
-        TxnProducer::new(kafka, "router", &format!("{tid}-a"))?,
-        TxnProducer::new(kafka, "router", &format!("{tid}-b"))?,
-    ];
+    // Two transactional producers take turns, one batch each (see `TxnProducer::pair`).
+    let mut producers = TxnProducer::pair(kafka, "router")?;
     let mut turn = 0usize;
     let mut dedupe = dedupe::Dedupe::new(config.flow.idempotency_window_ms, config.flow.idempotency_memory_keys);
     tracing::info!(role = "router", topic = topics.triggers, "started");
