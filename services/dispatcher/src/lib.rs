@@ -526,16 +526,15 @@ pub async fn run(
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     // Two transactional producers take turns: one commits on the blocking pool while the loop
     // goes on writing the next transaction into the other, so a commit never stalls delivery.
-    let tid = hookline_kafka::txn::transactional_id(kafka, "dispatcher");
-    let mut producer = TxnProducer::new(kafka, "dispatcher", &format!("{tid}-a"))?;
-    let mut spare = Some(TxnProducer::new(kafka, "dispatcher", &format!("{tid}-b"))?);
-    for (label, p) in [("dispatcher-a", &producer), ("dispatcher-b", spare.as_ref().expect("just built"))] {
+    let [mut producer, b] = TxnProducer::pair(kafka, "dispatcher")?;
+    for (label, p) in [("dispatcher-a", &producer), ("dispatcher-b", &b)] {
         hookline_telemetry::gauge_fn(
             hookline_telemetry::names::KAFKA_PRODUCER_QUEUE,
             hookline_telemetry::labels([(hookline_telemetry::names::CLIENT, label)]),
             p.queue_probe(),
         );
     }
+    let mut spare = Some(b);
     let mut committing: Option<tokio::task::JoinHandle<Committed>> = None;
     // A record the open transaction could not take (e.g. its producer was fenced after a
     // broker stall): that transaction must not commit. The next tick aborts it and redoes
@@ -653,21 +652,12 @@ pub async fn run(
 
         let in_flight: usize = partitions.values().map(|p| p.offsets.in_flight()).sum();
         if stopping && (in_flight == 0 || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d)) {
-            if let Some(h) = committing.take() {
-                let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
-                if let Err(e) = c.result {
-                    // The open transaction follows the aborted one: committing it would move the
-                    // offsets past deliveries whose outcomes were lost. Leave them to be redone.
-                    tracing::warn!(error = %e, "dispatcher: last commit failed; the next owner redoes the rest");
-                    producer.abort()?;
-                    partitions.clear();
-                    break;
-                }
-                mark_committed(&mut partitions, &c.moved);
-            }
-            if let Some(e) = send_failed.take() {
-                tracing::warn!(error = %e, "dispatcher: an outcome record could not be produced; the next owner redoes the rest");
-                let _ = producer.abort();
+            if let Some((what, e)) = settle(&mut committing, &mut spare, &mut partitions, &mut send_failed).await? {
+                // The open transaction follows the failed one (or holds a failed send):
+                // committing it would move the offsets past deliveries whose outcomes were
+                // lost. Leave them to be redone.
+                tracing::warn!(error = %e, "dispatcher: {what}; the next owner redoes the rest");
+                abort_open(&mut producer);
                 partitions.clear();
                 break;
             }
@@ -741,26 +731,12 @@ pub async fn run(
                 if committing.as_ref().is_some_and(|h| !h.is_finished()) {
                     continue;
                 }
-                let mut failed = None;
-                if let Some(h) = committing.take() {
-                    let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
-                    spare = Some(c.producer);
-                    match c.result {
-                        Ok(()) => mark_committed(&mut partitions, &c.moved),
-                        Err(e) => failed = Some(("commit failed", e)),
-                    }
-                }
-                if let Some(e) = send_failed.take() {
-                    failed = failed.or(Some(("an outcome record could not be produced", e)));
-                }
-                if let Some((what, e)) = failed {
+                if let Some((what, e)) = settle(&mut committing, &mut spare, &mut partitions, &mut send_failed).await? {
                     tracing::warn!(error = %e, "dispatcher: {what}; restarting from the committed offsets");
                     // The open transaction follows the failed one (or holds a failed send):
                     // abort it and redo everything since the last commit. Deliveries are
                     // attempted again with the same webhook-id.
-                    if let Err(e) = producer.abort() {
-                        tracing::warn!(error = %e, "dispatcher: aborting the open transaction failed; it expires by itself");
-                    }
+                    abort_open(&mut producer);
                     partitions.clear();
                     endpoints.clear();
                     batching.clear();
@@ -908,6 +884,37 @@ fn committable(
         }
     }
     (tpl, moved)
+}
+
+/// Waits for the background commit, if any: hands its producer back as the spare and marks its
+/// positions committed. Says what failed — that commit, or a send into the open transaction —
+/// if anything did.
+async fn settle(
+    committing: &mut Option<tokio::task::JoinHandle<Committed>>,
+    spare: &mut Option<TxnProducer>,
+    partitions: &mut HashMap<i32, Partition>,
+    send_failed: &mut Option<KafkaError>,
+) -> Result<Option<(&'static str, KafkaError)>, KafkaError> {
+    let mut failed = None;
+    if let Some(h) = committing.take() {
+        let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
+        *spare = Some(c.producer);
+        match c.result {
+            Ok(()) => mark_committed(partitions, &c.moved),
+            Err(e) => failed = Some(("commit failed", e)),
+        }
+    }
+    if let Some(e) = send_failed.take() {
+        failed = failed.or(Some(("an outcome record could not be produced", e)));
+    }
+    Ok(failed)
+}
+
+/// Aborts the open transaction; one that cannot be aborted expires by itself.
+fn abort_open(producer: &mut TxnProducer) {
+    if let Err(e) = producer.abort() {
+        tracing::warn!(error = %e, "dispatcher: aborting the open transaction failed; it expires by itself");
+    }
 }
 
 fn mark_committed(partitions: &mut HashMap<i32, Partition>, moved: &[(i32, i64)]) {
