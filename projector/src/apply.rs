@@ -303,6 +303,21 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
             out.push(Write { part: $part, name: stringify!($stmt), statement: $stmt, values: Box::new($values) })
         };
     }
+    // The delivery's row in the per-endpoint and the per-tenant listings: status and attempts.
+    macro_rules! listings {
+        ($t:expr, $status:expr, $attempts:expr) => {
+            run!(
+                Part::ByEndpoint(tenant, endpoint, bucket),
+                &st.by_endpoint_status,
+                ($t, ttl, $status, $attempts, tenant, endpoint, bucket, delivery)
+            );
+            run!(
+                Part::ByTenant(tenant, bucket),
+                &st.by_tenant_status,
+                ($t, ttl, $status, $attempts, tenant, bucket, delivery)
+            );
+        };
+    }
     match event {
         AnyEvent::DeliveryRequested(d) if d.reason != hookline_schemas::reason::RETRY => {
             let t = ts(at, 0);
@@ -354,16 +369,7 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     delivery
                 )
             );
-            run!(
-                Part::ByEndpoint(tenant, endpoint, bucket),
-                &st.by_endpoint_status,
-                (t, ttl, status::DELIVERED, attempt, tenant, endpoint, bucket, delivery)
-            );
-            run!(
-                Part::ByTenant(tenant, bucket),
-                &st.by_tenant_status,
-                (t, ttl, status::DELIVERED, attempt, tenant, bucket, delivery)
-            );
+            listings!(t, status::DELIVERED, attempt);
             run!(
                 Part::Delivery(delivery),
                 &st.attempt,
@@ -395,16 +401,7 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                 &st.delivery_status,
                 (t, ttl, st_name, attempt, f.status_code, Some(err), next, now, delivery)
             );
-            run!(
-                Part::ByEndpoint(tenant, endpoint, bucket),
-                &st.by_endpoint_status,
-                (t, ttl, st_name, attempt, tenant, endpoint, bucket, delivery)
-            );
-            run!(
-                Part::ByTenant(tenant, bucket),
-                &st.by_tenant_status,
-                (t, ttl, st_name, attempt, tenant, bucket, delivery)
-            );
+            listings!(t, st_name, attempt);
             run!(
                 Part::Delivery(delivery),
                 &st.attempt,
@@ -496,16 +493,7 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     delivery
                 )
             );
-            run!(
-                Part::ByEndpoint(tenant, endpoint, bucket),
-                &st.by_endpoint_status,
-                (t, ttl, status::DEAD_LETTERED, m.attempts, tenant, endpoint, bucket, delivery)
-            );
-            run!(
-                Part::ByTenant(tenant, bucket),
-                &st.by_tenant_status,
-                (t, ttl, status::DEAD_LETTERED, m.attempts, tenant, bucket, delivery)
-            );
+            listings!(t, status::DEAD_LETTERED, m.attempts);
         }
         AnyEvent::DLQReplayed(_) | AnyEvent::DLQDiscarded(_) => {
             // The entry id is the MovedToDLQ event id, which the command names as its cause.
@@ -523,16 +511,7 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                 (t, tenant, dlq_bucket(dlq_id, at), dlq_id)
             );
             let shown = if state == dlq_state::REPLAYED { status::REPLAYED } else { status::DISCARDED };
-            run!(
-                Part::ByEndpoint(tenant, endpoint, bucket),
-                &st.by_endpoint_status,
-                (t, ttl, shown, attempt, tenant, endpoint, bucket, delivery)
-            );
-            run!(
-                Part::ByTenant(tenant, bucket),
-                &st.by_tenant_status,
-                (t, ttl, shown, attempt, tenant, bucket, delivery)
-            );
+            listings!(t, shown, attempt);
         }
         AnyEvent::EndpointUpserted(u) => {
             let t = ts(at, 0);
