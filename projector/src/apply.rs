@@ -7,10 +7,12 @@
 //! with the consumer position (see `role`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hookline_domain::ids;
 use hookline_schemas::AnyEvent;
 use scylla::client::session::Session;
+use scylla::cluster::ClusterState;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -201,55 +203,86 @@ pub fn dlq_bucket(dlq_id: &str, fallback_ms: i64) -> i64 {
     ids::id_time_ms(dlq_id).unwrap_or(fallback_ms) / DLQ_BUCKET_MS
 }
 
-/// The partition a row write lands in. Writes with equal keys go to the store as one
-/// single-partition unlogged batch, which Cassandra and ScyllaDB apply as one mutation
-/// (`deliveries` and `attempts` share the `delivery_id` partition key, so a delivery's status
-/// and its attempt row travel together).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Part<'a> {
-    Delivery(&'a str),
-    ByEndpoint(&'a str, &'a str, i64),
-    ByTenant(&'a str, i64),
-    Dlq(&'a str),
-    DlqByTenant(&'a str, i64),
-    Endpoints(&'a str),
-    EndpointState(&'a str),
-}
-
-/// One row write: its statement, values and partition.
+/// One row write: its statement, values and an upper estimate of its size.
 pub struct Write<'a> {
-    part: Part<'a>,
     name: &'static str,
     statement: &'a PreparedStatement,
     values: Box<dyn SerializeRow + Send + Sync + 'a>,
+    bytes: usize,
 }
 
-/// Most statements in one batch. Single-partition batches are exempt from the servers' batch
-/// size limits, but a bound keeps each request small.
+/// Size estimate of a row's fixed part: ids, timestamps, small numbers (ids are bounded by
+/// validation well below this). Large text (payloads, response excerpts, error messages, URLs)
+/// is added to it per write.
+const ROW_BYTES: usize = 512;
+/// Most statements in one batch request.
 const MAX_BATCH_STATEMENTS: usize = 64;
+/// Largest estimated batch: under Cassandra's default `batch_size_fail_threshold` (50 KiB,
+/// which applies to batches spanning partitions; ScyllaDB's is 1 MiB). A larger single write
+/// goes alone, as a plain statement.
+const MAX_BATCH_BYTES: usize = 32 * 1024;
 
-/// Row writes grouped per partition: one request per partition (a batch when it holds more
-/// than one write), in the order the partitions were first written.
-pub fn group(writes: Vec<Write<'_>>) -> Vec<Vec<Write<'_>>> {
-    group_by(writes, |w| w.part, MAX_BATCH_STATEMENTS)
+/// The node (and shard) a write should go to: the first replica of its partition's token.
+/// Writes with one replica share batches: one request applies many partitions' rows on the
+/// node that owns them, where one request per partition cost the store most of its CPU.
+#[derive(Clone)]
+pub struct Placement {
+    state: Option<Arc<ClusterState>>,
 }
 
-/// Items grouped by `key`, each group at most `cap` long (a full group starts a new one), in
-/// the order the keys first appear.
-fn group_by<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K, cap: usize) -> Vec<Vec<T>> {
-    let mut index: HashMap<K, usize> = HashMap::new();
-    let mut groups: Vec<Vec<T>> = Vec::new();
+impl Placement {
+    /// The cluster as the session knows it now. With one node every write goes to it, and
+    /// no token is computed.
+    pub fn of(session: &Session) -> Self {
+        let state = session.get_cluster_state();
+        Self { state: (state.get_nodes_info().len() > 1).then_some(state) }
+    }
+
+    /// Computes every write's replica even on one node (to check the computation there).
+    pub fn by_token(session: &Session) -> Self {
+        Self { state: Some(session.get_cluster_state()) }
+    }
+
+    /// First replica (host id, shard) of the write's partition (`None`: one node, or not known).
+    pub fn replica(&self, w: &Write<'_>) -> Option<(uuid::Uuid, u32)> {
+        let state = self.state.as_ref()?;
+        let (ks, table) = (w.statement.get_keyspace_name()?, w.statement.get_table_name()?);
+        let token = w.statement.calculate_token(&w.values).ok().flatten()?;
+        state.get_token_endpoints(ks, table, token).first().map(|(node, shard)| (node.host_id, *shard))
+    }
+}
+
+/// Row writes grouped into requests: writes whose partitions have the same first replica share
+/// an unlogged batch, up to [`MAX_BATCH_STATEMENTS`] and [`MAX_BATCH_BYTES`]; in the order
+/// the writes came.
+pub fn group<'a>(writes: Vec<Write<'a>>, placement: &Placement) -> Vec<Vec<Write<'a>>> {
+    chunk_by(writes, |w| placement.replica(w), |w| w.bytes)
+}
+
+/// Items grouped by `key` into chunks of at most [`MAX_BATCH_STATEMENTS`] items and
+/// [`MAX_BATCH_BYTES`] (an item larger than that is a chunk of its own); a full chunk starts a
+/// new one for its key. Chunks appear in the order their first item came.
+fn chunk_by<T, K: std::hash::Hash + Eq>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> K,
+    bytes: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let mut open: HashMap<K, (usize, usize)> = HashMap::new();
+    let mut chunks: Vec<Vec<T>> = Vec::new();
     for item in items {
-        let k = key(&item);
-        match index.get(&k) {
-            Some(&i) if groups[i].len() < cap => groups[i].push(item),
+        let (k, b) = (key(&item), bytes(&item));
+        match open.get_mut(&k) {
+            Some((i, used)) if chunks[*i].len() < MAX_BATCH_STATEMENTS && *used + b <= MAX_BATCH_BYTES => {
+                *used += b;
+                chunks[*i].push(item);
+            }
             _ => {
-                index.insert(k, groups.len());
-                groups.push(vec![item]);
+                open.insert(k, (chunks.len(), b));
+                chunks.push(vec![item]);
             }
         }
     }
-    groups
+    chunks
 }
 
 /// Sends one group of writes (see [`group`]): a plain execution for one write, an unlogged
@@ -282,7 +315,7 @@ pub async fn execute(session: &Session, group: Vec<Write<'_>>) -> Result<(), Cql
 pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i32) -> Result<(), CqlError> {
     let mut out = Vec::new();
     writes(st, event, ttl, &mut out);
-    for g in group(out) {
+    for g in group(out, &Placement::of(session)) {
         execute(session, g).await?;
     }
     Ok(())
@@ -299,23 +332,23 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
     let bucket = delivery_bucket(delivery, at);
     let now = CqlTimestamp(at);
     macro_rules! run {
-        ($part:expr, $stmt:expr, $values:expr) => {
-            out.push(Write { part: $part, name: stringify!($stmt), statement: $stmt, values: Box::new($values) })
+        ($stmt:expr, $values:expr) => {
+            run!($stmt, $values, 0)
+        };
+        ($stmt:expr, $values:expr, $large:expr) => {
+            out.push(Write {
+                name: stringify!($stmt),
+                statement: $stmt,
+                values: Box::new($values),
+                bytes: ROW_BYTES + $large,
+            })
         };
     }
     // The delivery's row in the per-endpoint and the per-tenant listings: status and attempts.
     macro_rules! listings {
         ($t:expr, $status:expr, $attempts:expr) => {
-            run!(
-                Part::ByEndpoint(tenant, endpoint, bucket),
-                &st.by_endpoint_status,
-                ($t, ttl, $status, $attempts, tenant, endpoint, bucket, delivery)
-            );
-            run!(
-                Part::ByTenant(tenant, bucket),
-                &st.by_tenant_status,
-                ($t, ttl, $status, $attempts, tenant, bucket, delivery)
-            );
+            run!(&st.by_endpoint_status, ($t, ttl, $status, $attempts, tenant, endpoint, bucket, delivery));
+            run!(&st.by_tenant_status, ($t, ttl, $status, $attempts, tenant, bucket, delivery));
         };
     }
     match event {
@@ -323,7 +356,6 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
             let t = ts(at, 0);
             let created = CqlTimestamp(ids::id_time_ms(delivery).unwrap_or(at));
             run!(
-                Part::Delivery(delivery),
                 &st.delivery_requested,
                 (
                     t,
@@ -342,12 +374,10 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                 )
             );
             run!(
-                Part::ByEndpoint(tenant, endpoint, bucket),
                 &st.by_endpoint_requested,
                 (t, ttl, status::PENDING, &d.event_type, 0i32, created, tenant, endpoint, bucket, delivery)
             );
             run!(
-                Part::ByTenant(tenant, bucket),
                 &st.by_tenant_requested,
                 (t, ttl, status::PENDING, &d.event_type, 0i32, created, endpoint, tenant, bucket, delivery)
             );
@@ -355,7 +385,6 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
         AnyEvent::AttemptSucceeded(s) => {
             let t = ts(at, 3);
             run!(
-                Part::Delivery(delivery),
                 &st.delivery_status,
                 (
                     t,
@@ -371,7 +400,6 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
             );
             listings!(t, status::DELIVERED, attempt);
             run!(
-                Part::Delivery(delivery),
                 &st.attempt,
                 (
                     delivery,
@@ -388,7 +416,8 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     None::<CqlTimestamp>,
                     t,
                     ttl
-                )
+                ),
+                s.response_excerpt.as_ref().map_or(0, String::len)
             );
         }
         AnyEvent::AttemptFailed(f) => {
@@ -396,14 +425,14 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
             let st_name = if f.next_attempt_at.is_some() { status::RETRYING } else { status::DEAD_LETTERED };
             let next = f.next_attempt_at.map(CqlTimestamp);
             let err = format!("{}: {}", f.error_kind, f.error_message);
+            let err_bytes = err.len();
             run!(
-                Part::Delivery(delivery),
                 &st.delivery_status,
-                (t, ttl, st_name, attempt, f.status_code, Some(err), next, now, delivery)
+                (t, ttl, st_name, attempt, f.status_code, Some(err), next, now, delivery),
+                err_bytes
             );
             listings!(t, st_name, attempt);
             run!(
-                Part::Delivery(delivery),
                 &st.attempt,
                 (
                     delivery,
@@ -420,14 +449,14 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     next,
                     t,
                     ttl
-                )
+                ),
+                f.error_message.len() + f.response_excerpt.as_ref().map_or(0, String::len)
             );
         }
         AnyEvent::MovedToDLQ(m) => {
             let t = ts(at, 4);
             let dlq_id = e.event_id.as_str();
             run!(
-                Part::Dlq(dlq_id),
                 &st.dlq,
                 (
                     t,
@@ -442,10 +471,10 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     &m.payload,
                     &m.content_type,
                     dlq_id
-                )
+                ),
+                m.payload.len()
             );
             run!(
-                Part::Dlq(dlq_id),
                 &st.dlq_facts,
                 (
                     t,
@@ -459,10 +488,10 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     CqlTimestamp(m.trigger_occurred_at),
                     dlq_state::OPEN,
                     dlq_id
-                )
+                ),
+                m.last_error_message.len()
             );
             run!(
-                Part::DlqByTenant(tenant, dlq_bucket(dlq_id, at)),
                 &st.dlq_by_tenant,
                 (
                     tenant,
@@ -479,7 +508,6 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                 )
             );
             run!(
-                Part::Delivery(delivery),
                 &st.delivery_status,
                 (
                     t,
@@ -491,7 +519,8 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     None::<CqlTimestamp>,
                     now,
                     delivery
-                )
+                ),
+                m.last_error_message.len()
             );
             listings!(t, status::DEAD_LETTERED, m.attempts);
         }
@@ -504,19 +533,14 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                 AnyEvent::DLQDiscarded(d) => (dlq_state::DISCARDED, d.actor.as_str(), None),
                 _ => unreachable!(),
             };
-            run!(Part::Dlq(dlq_id), &st.dlq_handled, (t, ttl, state, now, actor, replay_id, dlq_id));
-            run!(
-                Part::DlqByTenant(tenant, dlq_bucket(dlq_id, at)),
-                &st.dlq_unlist,
-                (t, tenant, dlq_bucket(dlq_id, at), dlq_id)
-            );
+            run!(&st.dlq_handled, (t, ttl, state, now, actor, replay_id, dlq_id));
+            run!(&st.dlq_unlist, (t, tenant, dlq_bucket(dlq_id, at), dlq_id));
             let shown = if state == dlq_state::REPLAYED { status::REPLAYED } else { status::DISCARDED };
             listings!(t, shown, attempt);
         }
         AnyEvent::EndpointUpserted(u) => {
             let t = ts(at, 0);
             run!(
-                Part::Endpoints(tenant),
                 &st.endpoint_upsert,
                 (
                     t,
@@ -529,37 +553,29 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     now,
                     tenant,
                     endpoint
-                )
+                ),
+                u.url.len() + u.description.len() + u.event_types.iter().map(String::len).sum::<usize>()
             );
         }
         AnyEvent::EndpointDeleted(_) => {
-            run!(Part::Endpoints(tenant), &st.endpoint_delete, (ts(at, 1), tenant, endpoint));
+            run!(&st.endpoint_delete, (ts(at, 1), tenant, endpoint));
         }
         AnyEvent::CircuitOpened(o) if !endpoint.is_empty() => {
             let values = (Some(CqlTimestamp(o.open_until)), Some(o.failure_ratio), Some(o.window_requests));
-            run!(
-                Part::EndpointState(endpoint),
-                &st.circuit,
-                (ts(at, 6), tenant, circuit::OPEN, now, values.0, values.1, values.2, endpoint)
-            );
+            run!(&st.circuit, (ts(at, 6), tenant, circuit::OPEN, now, values.0, values.1, values.2, endpoint));
         }
         AnyEvent::CircuitClosed(_) if !endpoint.is_empty() => {
             // Outranks an opening of the same millisecond: a close follows the open it ends.
             run!(
-                Part::EndpointState(endpoint),
                 &st.circuit,
                 (ts(at, 7), tenant, circuit::CLOSED, now, None::<CqlTimestamp>, None::<f64>, None::<i32>, endpoint)
             );
         }
         AnyEvent::EndpointDisabled(d) if !endpoint.is_empty() => {
-            run!(Part::EndpointState(endpoint), &st.endpoint_disabled, (ts(at, 2), tenant, now, &d.reason, endpoint));
+            run!(&st.endpoint_disabled, (ts(at, 2), tenant, now, &d.reason, endpoint));
         }
         AnyEvent::DeliveryDeferred(d) if !endpoint.is_empty() => {
-            run!(
-                Part::EndpointState(endpoint),
-                &st.deferred,
-                (ts(at, 0), tenant, now, &d.cause, CqlTimestamp(d.until), endpoint)
-            );
+            run!(&st.deferred, (ts(at, 0), tenant, now, &d.cause, CqlTimestamp(d.until), endpoint));
         }
         _ => {}
     }
@@ -570,19 +586,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_group_per_partition_in_first_seen_order_and_bounded() {
-        let items = vec![(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd'), (1, 'e'), (2, 'f')];
-        let groups = group_by(items, |&(k, _)| k, 2);
-        let shown: Vec<String> = groups.iter().map(|g| g.iter().map(|&(_, c)| c).collect()).collect();
-        // Key 1 fills its first group at two; its third write starts a new group.
-        assert_eq!(shown, ["ac", "bf", "d", "e"]);
-        assert!(group_by(Vec::<(u8, u8)>::new(), |&(k, _)| k, 2).is_empty());
-    }
+    fn writes_chunk_per_replica_in_arrival_order_bounded_by_count_and_bytes() {
+        let small = 100;
+        let items = vec![(1, 'a', small), (2, 'b', small), (1, 'c', small), (3, 'd', small), (2, 'e', small)];
+        let chunks = chunk_by(items, |&(k, _, _)| k, |&(_, _, b)| b);
+        let shown: Vec<String> = chunks.iter().map(|g| g.iter().map(|&(_, c, _)| c).collect()).collect();
+        assert_eq!(shown, ["ac", "be", "d"]);
+        assert!(chunk_by(Vec::<(u8, usize)>::new(), |&(k, _)| k, |&(_, b)| b).is_empty());
 
-    #[test]
-    fn deliveries_and_attempts_share_a_partition_key_others_do_not() {
-        assert_eq!(Part::Delivery("d1"), Part::Delivery("d1"));
-        assert_ne!(Part::Delivery("d1"), Part::Dlq("d1"));
-        assert_ne!(Part::ByTenant("t", 1), Part::ByTenant("t", 2));
+        // A full chunk (by count) starts a new one for its key.
+        let many: Vec<(u8, usize)> = (0..MAX_BATCH_STATEMENTS + 3).map(|i| (0, i)).collect();
+        let sizes: Vec<usize> = chunk_by(many, |&(k, _)| k, |_| 1).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [MAX_BATCH_STATEMENTS, 3]);
+
+        // By bytes: a chunk never passes the limit; an item over it is alone.
+        let third = MAX_BATCH_BYTES / 3;
+        let items = vec![(0u8, third), (0, third), (0, third), (0, third), (0, MAX_BATCH_BYTES * 2), (0, 1)];
+        let chunks = chunk_by(items, |&(k, _)| k, |&(_, b)| b);
+        let sizes: Vec<Vec<usize>> = chunks.iter().map(|g| g.iter().map(|&(_, b)| b).collect()).collect();
+        assert_eq!(sizes, [vec![third, third, third], vec![third], vec![MAX_BATCH_BYTES * 2], vec![1]]);
+        assert!(sizes.iter().filter(|c| c.len() > 1).all(|c| c.iter().sum::<usize>() <= MAX_BATCH_BYTES));
     }
 }

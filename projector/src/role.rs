@@ -318,13 +318,14 @@ pub async fn project(
             let started = std::time::Instant::now();
             // Futures built up front: a closure inside the stream would defeat the `Send`
             // inference the spawned role task needs.
-            // Writes of the whole batch, one request per partition (see `apply::group`).
+            // Writes of the whole batch, a few requests per node (see `apply::group`).
             let mut rows = Vec::with_capacity(to_apply.len() * 4);
             for (_, _, _, ev) in &to_apply {
                 apply::writes(&st, ev, ttl, &mut rows);
             }
+            let placement = apply::Placement::of(&store.session);
             let mut writes = Vec::new();
-            for g in apply::group(rows) {
+            for g in apply::group(rows, &placement) {
                 writes.push(apply::execute(&store.session, g));
             }
             let results: Vec<Result<(), CqlError>> =
