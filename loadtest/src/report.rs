@@ -160,6 +160,14 @@ pub struct TimelinePoint {
     pub t_s: f64,
     pub accepted: u64,
     pub delivered: u64,
+    /// Latency of the deliveries first received in this second (absent when none were, and in
+    /// reports of older versions of the tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -234,6 +242,16 @@ impl Report {
             "latency     p50 {} ms  p90 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (mean {} ms, n {})",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.count
         );
+        let mut p99s: Vec<(f64, f64)> = self.timeline.iter().filter_map(|p| Some((p.p99_ms?, p.t_s))).collect();
+        if !p99s.is_empty() {
+            p99s.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (median, (worst, at)) = (p99s[p99s.len() / 2].0, p99s[p99s.len() - 1]);
+            let _ = writeln!(
+                o,
+                "            p99 by second: median {median:.1} ms, worst {worst:.1} ms (at t={at:.0} s), over {} seconds",
+                p99s.len()
+            );
+        }
         if self.groups.len() > 1 {
             for g in &self.groups {
                 let gl = &g.latency_ms;

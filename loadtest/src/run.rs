@@ -283,7 +283,16 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
         let accepted = stats.accepted.load(Ordering::Relaxed);
         let received = st.received.load(Ordering::Relaxed);
         if started.elapsed() >= next_sample {
-            timeline.push(TimelinePoint { t_s: next_sample.as_secs_f64(), accepted, delivered: received });
+            let w = st.take_window();
+            let ms = |q: f64| (!w.is_empty()).then(|| (w.value_at_quantile(q) as f64 / 100.0).round() / 10.0);
+            timeline.push(TimelinePoint {
+                t_s: next_sample.as_secs_f64(),
+                accepted,
+                delivered: received,
+                p50_ms: ms(0.5),
+                p99_ms: ms(0.99),
+                max_ms: (!w.is_empty()).then(|| (w.max() as f64 / 100.0).round() / 10.0),
+            });
             next_sample += Duration::from_secs(1);
         }
         bar.set_position(received);

@@ -130,6 +130,9 @@ pub struct SinkState {
     pub bad_request: AtomicU64,
     pub first_receipt_us: AtomicI64,
     pub last_receipt_us: AtomicI64,
+    /// Latencies since the run last took them (see [`SinkState::take_window`]): the timeline's
+    /// per-second percentiles, where stalls show.
+    window_us: Mutex<Histogram<u64>>,
 }
 
 pub struct Sink {
@@ -150,6 +153,11 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 impl SinkState {
+    /// The latencies recorded since the last call, and a fresh window.
+    pub fn take_window(&self) -> Histogram<u64> {
+        std::mem::replace(&mut *self.window_us.lock().expect("histogram lock"), new_histogram())
+    }
+
     pub fn new(endpoints: Vec<EndpointSpec>, groups: usize, verify_key: Option<Vec<u8>>) -> Self {
         let n = endpoints.len();
         Self {
@@ -173,6 +181,7 @@ impl SinkState {
             bad_request: AtomicU64::new(0),
             first_receipt_us: AtomicI64::new(0),
             last_receipt_us: AtomicI64::new(0),
+            window_us: Mutex::new(new_histogram()),
         }
     }
 
@@ -219,6 +228,7 @@ impl SinkState {
         if first_success {
             let latency = (now - p.sent_at_us).max(1) as u64;
             group.latency_us.lock().expect("histogram lock").saturating_record(latency);
+            self.window_us.lock().expect("histogram lock").saturating_record(latency);
             group.received.fetch_add(1, Ordering::Relaxed);
             self.received.fetch_add(1, Ordering::Relaxed);
             let _ = self.first_receipt_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
