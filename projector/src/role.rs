@@ -235,8 +235,12 @@ pub async fn project(
     let kafka = &config.kafka;
     let topics = Topics::from_options(kafka);
     let client_id = format!("hookline-projector-{}", uuid::Uuid::now_v7().simple());
+    // The broker answers a fetch once 256 KiB are there or after 100 ms: under a steady load the
+    // projector writes a few large batches a second instead of one small batch per record set
+    // (each batch also costs a logged checkpoint batch); the read model trails by ≤ 100 ms more.
     let consumer: StreamConsumer<RebalanceLog> = consumer::base_config(kafka, group, &client_id)
         .set("fetch.wait.max.ms", "100")
+        .set("fetch.min.bytes", "262144")
         .create_with_context(RebalanceLog::default())
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     consumer
