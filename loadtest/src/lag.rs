@@ -53,12 +53,23 @@ impl Probe {
             tpl.add_partition(topic, p);
         }
         let committed = self.consumer.committed_offsets(tpl, TIMEOUT)?;
+        // One ListOffsets request for every partition's end (-1 = latest) rather than a
+        // watermark query per partition, which loaded the broker the run measures.
+        let mut latest = TopicPartitionList::new();
+        for &p in &partitions {
+            latest.add_partition_offset(topic, p, Offset::End)?;
+        }
+        let ends = self.consumer.offsets_for_times(latest, TIMEOUT)?;
         let mut total = 0;
         for &p in &partitions {
-            let (low, high) = self.consumer.fetch_watermarks(topic, p, TIMEOUT)?;
+            let high = match ends.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => continue,
+            };
+            // Topics are created per run, so an uncommitted group is at offset 0.
             let at = match committed.find_partition(topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,
-                _ => low,
+                _ => 0,
             };
             total += (high - at).max(0);
         }
