@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// Extra wait after the last expected delivery, to catch late duplicates, seconds.
     #[arg(long, default_value_t = 2.0)]
     pub grace: f64,
+    /// Leave the triggers sent in the first this many seconds out of the latency figures (they
+    /// still count for lost and duplicates): freshly started consumers and JVMs warming up.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
     /// Override the scenario's number of (healthy) endpoints.
     #[arg(long)]
     pub endpoints: Option<usize>,

@@ -70,6 +70,9 @@ pub struct Params {
     pub partitions: u32,
     pub verify_signatures: bool,
     pub payload_pad_bytes: usize,
+    /// Triggers sent in the first this many seconds are not in the latency figures.
+    #[serde(default)]
+    pub warmup_s: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -239,8 +242,19 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "latency     p50 {} ms  p90 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (mean {} ms, n {})",
-            l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.count
+            "latency     p50 {} ms  p90 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (mean {} ms, n {}{})",
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max,
+            l.mean,
+            l.count,
+            if self.params.warmup_s > 0.0 {
+                format!("; triggers of the first {} s left out", self.params.warmup_s)
+            } else {
+                String::new()
+            }
         );
         let mut p99s: Vec<(f64, f64)> = self.timeline.iter().filter_map(|p| Some((p.p99_ms?, p.t_s))).collect();
         if !p99s.is_empty() {

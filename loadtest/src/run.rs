@@ -272,6 +272,9 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
     );
     let loadavg_start = Host::loadavg();
     let started = Instant::now();
+    if args.warmup > 0.0 {
+        st.measure_from_us.store(now_us() + (args.warmup * 1e6) as i64, Ordering::Relaxed);
+    }
     let task = tokio::spawn(generator.run());
     let mut timeline = vec![];
     let mut next_sample = Duration::from_secs(1);
@@ -437,6 +440,7 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
             partitions: args.partitions,
             verify_signatures: args.verify_signatures,
             payload_pad_bytes: args.payload_bytes,
+            warmup_s: args.warmup,
         },
         triggers,
         deliveries,

@@ -133,6 +133,10 @@ pub struct SinkState {
     /// Latencies since the run last took them (see [`SinkState::take_window`]): the timeline's
     /// per-second percentiles, where stalls show.
     window_us: Mutex<Histogram<u64>>,
+    /// Triggers sent before this time (µs) are left out of the latency figures (warm-up).
+    pub measure_from_us: AtomicI64,
+    /// First receipts of warm-up triggers (counted, no latency recorded).
+    pub warmup_received: AtomicU64,
 }
 
 pub struct Sink {
@@ -182,6 +186,8 @@ impl SinkState {
             first_receipt_us: AtomicI64::new(0),
             last_receipt_us: AtomicI64::new(0),
             window_us: Mutex::new(new_histogram()),
+            measure_from_us: AtomicI64::new(0),
+            warmup_received: AtomicU64::new(0),
         }
     }
 
@@ -227,8 +233,12 @@ impl SinkState {
         let group = &self.groups[spec.group];
         if first_success {
             let latency = (now - p.sent_at_us).max(1) as u64;
-            group.latency_us.lock().expect("histogram lock").saturating_record(latency);
-            self.window_us.lock().expect("histogram lock").saturating_record(latency);
+            if p.sent_at_us >= self.measure_from_us.load(Ordering::Relaxed) {
+                group.latency_us.lock().expect("histogram lock").saturating_record(latency);
+                self.window_us.lock().expect("histogram lock").saturating_record(latency);
+            } else {
+                self.warmup_received.fetch_add(1, Ordering::Relaxed);
+            }
             group.received.fetch_add(1, Ordering::Relaxed);
             self.received.fetch_add(1, Ordering::Relaxed);
             let _ = self.first_receipt_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
