@@ -211,10 +211,11 @@ pub struct Write<'a> {
     bytes: usize,
 }
 
-/// Size estimate of a row's fixed part: ids, timestamps, small numbers (ids are bounded by
-/// validation well below this). Large text (payloads, response excerpts, error messages, URLs)
-/// is added to it per write.
-const ROW_BYTES: usize = 512;
+/// Size estimate of a row's fixed part: timestamps, numbers and the values' length prefixes.
+/// The event's ids and short text ([`text_bytes`]) are added to every row of it, and large
+/// text (payloads, response excerpts, error messages, URLs) to the rows that hold it: an upper
+/// bound whatever the lengths (ids of triggers written straight to Kafka are not bounded).
+const ROW_BYTES: usize = 256;
 /// Most statements in one batch request.
 const MAX_BATCH_STATEMENTS: usize = 64;
 /// Largest estimated batch: under Cassandra's default `batch_size_fail_threshold` (50 KiB,
@@ -310,6 +311,37 @@ pub async fn execute(session: &Session, group: Vec<Write<'_>>) -> Result<(), Cql
     Ok(())
 }
 
+/// Bytes of the event's ids and short text, any of which a row of the event may hold.
+fn text_bytes(event: &AnyEvent) -> usize {
+    fn opt(s: &Option<String>) -> usize {
+        s.as_ref().map_or(0, String::len)
+    }
+    let e = event.envelope();
+    let ids = e.event_id.len()
+        + e.tenant_id.len()
+        + opt(&e.trigger_id)
+        + opt(&e.delivery_id)
+        + opt(&e.endpoint_id)
+        + opt(&e.causation_id)
+        + opt(&e.correlation_id);
+    ids + match event {
+        AnyEvent::DeliveryRequested(d) => {
+            d.event_type.len() + d.content_type.len() + d.message_id.len() + d.reason.len()
+        }
+        AnyEvent::AttemptSucceeded(a) => a.message_id.len(),
+        AnyEvent::AttemptFailed(f) => f.message_id.len() + f.error_kind.len(),
+        AnyEvent::DeliveryDeferred(d) => d.cause.len(),
+        AnyEvent::MovedToDLQ(m) => {
+            m.event_type.len() + m.content_type.len() + m.message_id.len() + m.reason.len() + m.last_error_kind.len()
+        }
+        AnyEvent::DLQReplayed(r) => r.new_delivery_id.len() + r.actor.len(),
+        AnyEvent::DLQDiscarded(d) => d.actor.len(),
+        AnyEvent::EndpointUpserted(u) => opt(&u.disabled_reason),
+        AnyEvent::EndpointDisabled(d) => d.reason.len(),
+        _ => 0,
+    }
+}
+
 /// Applies one event's row writes at once (tests and one-off use; the role groups the writes of
 /// many events with [`writes`], [`group`] and [`execute`]). Safe to repeat.
 pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i32) -> Result<(), CqlError> {
@@ -331,6 +363,7 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
     let attempt = e.attempt.unwrap_or(0);
     let bucket = delivery_bucket(delivery, at);
     let now = CqlTimestamp(at);
+    let text = text_bytes(event);
     macro_rules! run {
         ($stmt:expr, $values:expr) => {
             run!($stmt, $values, 0)
@@ -340,7 +373,7 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                 name: stringify!($stmt),
                 statement: $stmt,
                 values: Box::new($values),
-                bytes: ROW_BYTES + $large,
+                bytes: ROW_BYTES + text + $large,
             })
         };
     }
@@ -606,5 +639,35 @@ mod tests {
         let sizes: Vec<Vec<usize>> = chunks.iter().map(|g| g.iter().map(|&(_, b)| b).collect()).collect();
         assert_eq!(sizes, [vec![third, third, third], vec![third], vec![MAX_BATCH_BYTES * 2], vec![1]]);
         assert!(sizes.iter().filter(|c| c.len() > 1).all(|c| c.iter().sum::<usize>() <= MAX_BATCH_BYTES));
+    }
+
+    #[test]
+    fn a_rows_size_estimate_counts_the_events_ids_whatever_their_length() {
+        use hookline_schemas::{AttemptSucceeded, Envelope};
+        let event = |tenant: String| -> AnyEvent {
+            AttemptSucceeded {
+                envelope: Envelope {
+                    event_id: "ev".into(),
+                    record_type: "AttemptSucceeded".into(),
+                    occurred_at: 0,
+                    tenant_id: tenant,
+                    trigger_id: Some("tr".into()),
+                    delivery_id: Some("dl".into()),
+                    endpoint_id: Some("ep".into()),
+                    attempt: Some(1),
+                    causation_id: None,
+                    correlation_id: None,
+                },
+                message_id: "msg".into(),
+                status_code: 200,
+                duration_ms: 1,
+                response_excerpt: None,
+            }
+            .into()
+        };
+        assert_eq!(text_bytes(&event("acme".into())), 2 + 4 + 2 + 2 + 2 + 3);
+        // A trigger written straight to Kafka may carry a huge id: its rows then go alone.
+        let huge = text_bytes(&event("t".repeat(100_000)));
+        assert!(ROW_BYTES + huge > MAX_BATCH_BYTES);
     }
 }
