@@ -536,17 +536,11 @@ pub async fn run(
     }
     let mut spare = Some(b);
     let mut committing: Option<tokio::task::JoinHandle<Committed>> = None;
-    // A record the open transaction could not take (e.g. its producer was fenced after a
-    // broker stall): that transaction must not commit. The next tick aborts it and redoes
-    // everything since the last commit, as after a failed commit, instead of failing the role.
-    let mut send_failed: Option<KafkaError> = None;
+    // A record the open transaction cannot take (e.g. its producer was fenced after a broker
+    // stall) makes that transaction's commit fail: handled like any failed commit below.
     macro_rules! send {
         ($topic:expr, $key:expr, $value:expr) => {
-            if send_failed.is_none() {
-                if let Err(e) = producer.send($topic, $key, $value) {
-                    send_failed = Some(e);
-                }
-            }
+            let _ = producer.send($topic, $key, $value);
         };
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -652,16 +646,18 @@ pub async fn run(
 
         let in_flight: usize = partitions.values().map(|p| p.offsets.in_flight()).sum();
         if stopping && (in_flight == 0 || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d)) {
-            if let Some((what, e)) = settle(&mut committing, &mut spare, &mut partitions, &mut send_failed).await? {
-                // The open transaction follows the failed one (or holds a failed send):
-                // committing it would move the offsets past deliveries whose outcomes were
-                // lost. Leave them to be redone.
-                tracing::warn!(error = %e, "dispatcher: {what}; the next owner redoes the rest");
+            if let Err(e) = settle(&mut committing, &mut spare, &mut partitions).await? {
+                // The open transaction follows the failed one: committing it would move the
+                // offsets past deliveries whose outcomes were lost. Leave them to be redone.
+                tracing::warn!(error = %e, "dispatcher: commit failed; the next owner redoes the rest");
                 abort_open(&mut producer);
                 partitions.clear();
                 break;
             }
-            commit(&mut producer, &consumer, &topics, &mut partitions)?;
+            if let Err(e) = commit(&mut producer, &consumer, &topics, &mut partitions) {
+                tracing::warn!(error = %e, "dispatcher: the last commit failed; the next owner redoes the rest");
+                partitions.clear();
+            }
             break;
         }
 
@@ -731,11 +727,11 @@ pub async fn run(
                 if committing.as_ref().is_some_and(|h| !h.is_finished()) {
                     continue;
                 }
-                if let Some((what, e)) = settle(&mut committing, &mut spare, &mut partitions, &mut send_failed).await? {
-                    tracing::warn!(error = %e, "dispatcher: {what}; restarting from the committed offsets");
-                    // The open transaction follows the failed one (or holds a failed send):
-                    // abort it and redo everything since the last commit. Deliveries are
-                    // attempted again with the same webhook-id.
+                if let Err(e) = settle(&mut committing, &mut spare, &mut partitions).await? {
+                    tracing::warn!(error = %e, "dispatcher: commit failed; restarting from the committed offsets");
+                    // The open transaction follows the failed one: abort it and redo everything
+                    // since the last commit. Deliveries are attempted again with the same
+                    // webhook-id.
                     abort_open(&mut producer);
                     partitions.clear();
                     endpoints.clear();
@@ -821,11 +817,13 @@ pub async fn run(
                 && let Ok((records, _)) = outcome::circuit_records(&codec, &topics, &ep, &c.transition, now)
             {
                 for o in &records {
-                    producer.send(&o.topic, &o.key, &o.value)?;
+                    send!(&o.topic, &o.key, &o.value);
                 }
             }
         }
-        commit(&mut producer, &consumer, &topics, &mut partitions)?;
+        if let Err(e) = commit(&mut producer, &consumer, &topics, &mut partitions) {
+            tracing::warn!(error = %e, "dispatcher: the breaker's last transitions were not recorded");
+        }
     }
     tracing::info!(role = "dispatcher", "stopped");
     Ok(())
@@ -887,27 +885,19 @@ fn committable(
 }
 
 /// Waits for the background commit, if any: hands its producer back as the spare and marks its
-/// positions committed. Says what failed — that commit, or a send into the open transaction —
-/// if anything did.
+/// positions committed, or returns why it failed (the transaction was aborted).
 async fn settle(
     committing: &mut Option<tokio::task::JoinHandle<Committed>>,
     spare: &mut Option<TxnProducer>,
     partitions: &mut HashMap<i32, Partition>,
-    send_failed: &mut Option<KafkaError>,
-) -> Result<Option<(&'static str, KafkaError)>, KafkaError> {
-    let mut failed = None;
-    if let Some(h) = committing.take() {
-        let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
-        *spare = Some(c.producer);
-        match c.result {
-            Ok(()) => mark_committed(partitions, &c.moved),
-            Err(e) => failed = Some(("commit failed", e)),
-        }
+) -> Result<Result<(), KafkaError>, KafkaError> {
+    let Some(h) = committing.take() else { return Ok(Ok(())) };
+    let c = h.await.map_err(|e| KafkaError::Internal(e.to_string()))?;
+    *spare = Some(c.producer);
+    if c.result.is_ok() {
+        mark_committed(partitions, &c.moved);
     }
-    if let Some(e) = send_failed.take() {
-        failed = failed.or(Some(("an outcome record could not be produced", e)));
-    }
-    Ok(failed)
+    Ok(c.result)
 }
 
 /// Aborts the open transaction; one that cannot be aborted expires by itself.

@@ -30,6 +30,10 @@ pub fn transactional_id(kafka: &KafkaOptions, role: &str) -> String {
 pub struct TxnProducer {
     inner: FutureProducer,
     open: bool,
+    /// Why a record could not join the open transaction: such a transaction must never commit
+    /// (its offsets would move past the lost record), so the next commit aborts it and returns
+    /// this error instead.
+    poisoned: Option<KafkaError>,
     /// The role committing, as the metrics' `op` label.
     role: &'static str,
     /// How to build the producer again after a fatal error (see [`TxnProducer::renew_if_fatal`]).
@@ -63,7 +67,7 @@ impl TxnProducer {
         cfg.set("retry.backoff.ms", "5").set("retry.backoff.max.ms", "250");
         let inner = tokio::task::block_in_place(|| create(&cfg, &kafka.brokers))?;
         let current = std::sync::Arc::new(std::sync::Mutex::new(inner.clone()));
-        Ok(Self { inner, open: false, role, cfg, brokers: kafka.brokers.clone(), current })
+        Ok(Self { inner, open: false, poisoned: None, role, cfg, brokers: kafka.brokers.clone(), current })
     }
 
     /// Two producers for `role` (transactional ids `<id>-a`, `<id>-b`) to take turns: a
@@ -122,7 +126,30 @@ impl TxnProducer {
     }
 
     /// Enqueues a record in the current transaction (opening one if needed). Does not wait.
+    ///
+    /// A record the transaction cannot take (too large, a producer fenced after a broker stall)
+    /// poisons it: later sends are skipped, and the next commit aborts the transaction and
+    /// returns this error, so the caller handles it like any failed commit (rewind and redo).
+    /// The error is also returned here for a caller that wants to stop early.
     pub fn send(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
+        if self.poisoned.is_some() {
+            return Err(KafkaError::Poisoned);
+        }
+        let result = self.enqueue(topic, key, value);
+        if let Err(e) = &result {
+            tracing::warn!(role = self.role, topic, error = %e, "a record could not join the open transaction; it will be aborted");
+            self.poisoned = Some(match e {
+                KafkaError::Produce { topic, source } => {
+                    KafkaError::Produce { topic: topic.clone(), source: source.clone() }
+                }
+                KafkaError::Transaction { source } => KafkaError::Transaction { source: source.clone() },
+                other => KafkaError::Internal(other.to_string()),
+            });
+        }
+        result
+    }
+
+    fn enqueue(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
         self.ensure_open()?;
         let mut record = FutureRecord::to(topic).key(key).payload(value);
         loop {
@@ -141,9 +168,10 @@ impl TxnProducer {
         }
     }
 
-    /// Whether a transaction is open (records or offsets pending).
+    /// Whether a transaction is open (records or offsets pending) or a failed send is still to
+    /// be reported by the next commit.
     pub fn is_open(&self) -> bool {
-        self.open
+        self.open || self.poisoned.is_some()
     }
 
     /// Commits the open transaction with `offsets` (next offsets to read) for `consumer`'s
@@ -166,15 +194,16 @@ impl TxnProducer {
         meta: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
         offsets: &TopicPartitionList,
     ) -> Result<(), KafkaError> {
+        if let Some(e) = self.poisoned.take() {
+            self.abort_blocking();
+            return Err(e);
+        }
         if offsets.count() == 0 && !self.open {
             return Ok(());
         }
         if offsets.count() > 0 && meta.is_none() {
-            if self.open {
-                self.open = false;
-                // Aborted: the consumer left its group, so these records are someone else's work.
-                let _ = self.inner.abort_transaction(TXN_TIMEOUT);
-            }
+            // Aborted: the consumer left its group, so these records are someone else's work.
+            self.abort_blocking();
             return Err(KafkaError::NoGroupMetadata);
         }
         self.begin()?;
@@ -223,8 +252,9 @@ impl TxnProducer {
         );
     }
 
-    /// Aborts the open transaction, if any.
+    /// Aborts the open transaction, if any, and forgets a failed send.
     pub fn abort(&mut self) -> Result<(), KafkaError> {
+        self.poisoned = None;
         if self.open {
             self.open = false;
             if self.inner.client().fatal_error().is_some() {
@@ -235,5 +265,19 @@ impl TxnProducer {
                 .map_err(|source| KafkaError::Transaction { source })?;
         }
         Ok(())
+    }
+
+    /// Aborts the open transaction, if any, blocking; a transaction that cannot be aborted
+    /// expires by itself (`transaction.timeout.ms`), and a producer that failed fatally is
+    /// replaced.
+    fn abort_blocking(&mut self) {
+        self.poisoned = None;
+        if self.open {
+            self.open = false;
+            if let Err(e) = self.inner.abort_transaction(TXN_TIMEOUT) {
+                tracing::debug!(role = self.role, error = %e, "aborting the transaction failed; it expires by itself");
+            }
+            self.renew_if_fatal();
+        }
     }
 }

@@ -81,7 +81,6 @@ pub async fn run(
         turn = (turn + 1) % 2;
         let mut offsets = TopicPartitionList::new();
         let mut outputs = 0usize;
-        let mut send_error = None;
         for m in batch {
             let msg = match m {
                 Ok(msg) => msg,
@@ -118,28 +117,15 @@ pub async fn run(
                 msg.key(),
                 msg.payload(),
             );
-            for o in &out {
-                if let Err(e) = producer.send(&o.topic, &o.key, &o.value) {
-                    send_error = Some(e);
-                    break;
-                }
-            }
-            if send_error.is_some() {
+            // A record the transaction cannot take makes the commit below fail (and abort):
+            // stop here, the batch is redone.
+            if out.iter().any(|o| producer.send(&o.topic, &o.key, &o.value).is_err()) {
                 break;
             }
             outputs += out.len();
             let _ = offsets.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1));
         }
-        let committed = match send_error {
-            // The transaction cannot be committed: abort it (a producer that failed fatally is
-            // replaced at its next use) and redo the batch like after a failed commit.
-            Some(e) => {
-                let _ = producer.abort();
-                Err(e)
-            }
-            None => producer.commit(&consumer, &offsets),
-        };
-        if let Err(e) = committed {
+        if let Err(e) = producer.commit(&consumer, &offsets) {
             // The transaction was aborted: rewind to the committed positions and redo the batch.
             tracing::warn!(error = %e, "router: transaction failed; re-reading from the committed offsets");
             consumer::rewind_to_committed(&consumer)?;

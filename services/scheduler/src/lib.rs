@@ -81,8 +81,6 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
     // Paused partitions: (topic, partition) -> (offset of the parked head, wake-up time ms).
     let mut waiting: HashMap<(String, i32), (i64, i64)> = HashMap::new();
     let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
-    // A record the open transaction could not take (its producer fenced after a broker stall, say).
-    let mut send_failed: Option<hookline_kafka::KafkaError> = None;
     let mut tick = tokio::time::interval(COMMIT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -110,15 +108,8 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                 for ((t, p), o) in &offsets {
                     let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
                 }
-                // A record the transaction could not take: never commit it, redo instead.
-                let result = match send_failed.take() {
-                    Some(e) => {
-                        let _ = producer.abort();
-                        Err(e)
-                    }
-                    None => producer.commit(&consumer, &tpl),
-                };
-                match result {
+                // Fails (aborted) also when a record could not join the transaction: redo.
+                match producer.commit(&consumer, &tpl) {
                     Ok(()) => offsets.clear(),
                     Err(e) => {
                         tracing::warn!(error = %e, "scheduler: transaction failed; re-reading from the committed offsets");
@@ -161,16 +152,13 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                         waiting.insert(key, (msg.offset(), at));
                     }
                     Decision::Deliver => {
-                        if let Err(e) = producer.send(&topics.deliveries, endpoint_key, value) {
-                            send_failed.get_or_insert(e);
-                        }
+                        // A failure here fails the next commit, which redoes this range.
+                        let _ = producer.send(&topics.deliveries, endpoint_key, value);
                         hookline_telemetry::metrics().retries_due.inc();
                         offsets.insert(key, msg.offset() + 1);
                     }
                     Decision::Repark(tier) => {
-                        if let Err(e) = producer.send(&topics.retry_tier(tier), endpoint_key, value) {
-                            send_failed.get_or_insert(e);
-                        }
+                        let _ = producer.send(&topics.retry_tier(tier), endpoint_key, value);
                         offsets.insert(key, msg.offset() + 1);
                     }
                 }
@@ -181,11 +169,9 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
     for ((t, p), o) in &offsets {
         let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
     }
-    if send_failed.is_some() {
-        // Leave the rest to the next owner rather than commit past a lost record.
-        let _ = producer.abort();
-    } else {
-        producer.commit(&consumer, &tpl)?;
+    if let Err(e) = producer.commit(&consumer, &tpl) {
+        // Aborted: the next owner redoes the rest from the committed offsets.
+        tracing::warn!(error = %e, "scheduler: the last transaction failed; the next owner redoes the rest");
     }
     tracing::info!(role = "scheduler", "stopped");
     Ok(())
