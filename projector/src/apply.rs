@@ -47,6 +47,7 @@ pub mod circuit {
 /// Prepared statements of one table set.
 pub struct Statements {
     delivery_requested: PreparedStatement,
+    delivery_requested_settled: PreparedStatement,
     by_endpoint_requested: PreparedStatement,
     by_tenant_requested: PreparedStatement,
     delivery_status: PreparedStatement,
@@ -81,6 +82,14 @@ impl Statements {
                 "UPDATE {ks}.deliveries{s} USING TIMESTAMP ? AND TTL ? SET tenant_id = ?, endpoint_id = ?, \
                  trigger_id = ?, message_id = ?, event_type = ?, reason = ?, created_at = ?, status = ?, \
                  attempts = ?, updated_at = ? WHERE delivery_id = ?"
+            ))
+            .await?,
+            // A delivery requested and given a later status in the same batch: one write.
+            delivery_requested_settled: p(format!(
+                "UPDATE {ks}.deliveries{s} USING TIMESTAMP ? AND TTL ? SET tenant_id = ?, endpoint_id = ?, \
+                 trigger_id = ?, message_id = ?, event_type = ?, reason = ?, created_at = ?, status = ?, \
+                 attempts = ?, last_status_code = ?, last_error = ?, next_attempt_at = ?, updated_at = ? \
+                 WHERE delivery_id = ?"
             ))
             .await?,
             by_endpoint_requested: p(format!(
@@ -342,19 +351,134 @@ fn text_bytes(event: &AnyEvent) -> usize {
     }
 }
 
+/// A delivery's status as one event sets it: the columns that every status write of the
+/// deliveries table (and, status and attempts, of both listings) sets.
+struct Status {
+    t: i64,
+    status: &'static str,
+    attempts: i32,
+    code: Option<i32>,
+    error: Option<String>,
+    next: Option<CqlTimestamp>,
+    at: CqlTimestamp,
+}
+
+/// The status an event gives its delivery, if it gives one.
+fn status_of(event: &AnyEvent) -> Option<Status> {
+    let e = event.envelope();
+    let (at, attempt) = (e.occurred_at, e.attempt.unwrap_or(0));
+    let status = |t, status, attempts, code, error, next| Status {
+        t,
+        status,
+        attempts,
+        code,
+        error,
+        next,
+        at: CqlTimestamp(at),
+    };
+    Some(match event {
+        AnyEvent::AttemptSucceeded(s) => status(ts(at, 3), status::DELIVERED, attempt, Some(s.status_code), None, None),
+        AnyEvent::AttemptFailed(f) => status(
+            ts(at, 1),
+            if f.next_attempt_at.is_some() { status::RETRYING } else { status::DEAD_LETTERED },
+            attempt,
+            f.status_code,
+            Some(format!("{}: {}", f.error_kind, f.error_message)),
+            f.next_attempt_at.map(CqlTimestamp),
+        ),
+        AnyEvent::MovedToDLQ(m) => status(
+            ts(at, 4),
+            status::DEAD_LETTERED,
+            m.attempts,
+            m.last_status_code,
+            Some(m.last_error_message.clone()),
+            None,
+        ),
+        _ => return None,
+    })
+}
+
+/// A delivery's first request (a retry's request changes no row).
+fn first_request(event: &AnyEvent) -> Option<&hookline_schemas::DeliveryRequested> {
+    match event {
+        AnyEvent::DeliveryRequested(d) if d.reason != hookline_schemas::reason::RETRY => Some(d),
+        _ => None,
+    }
+}
+
+/// What a batch of events says about each of its deliveries, so that the batch writes a
+/// delivery's status rows once: status rows that a later event of the same batch overwrites
+/// anyway are left out, and a delivery requested and settled in the same batch (the common
+/// case: the request and its first attempt's outcome are a few ms apart) gets its first rows
+/// already holding the later status — four row writes where there were seven.
+///
+/// The merged rows carry the later event's write time, so the cells end as they would after
+/// the separate writes; a request re-read later (older write time) changes nothing either way.
+#[derive(Default)]
+pub struct BatchView<'a> {
+    latest: HashMap<&'a str, Latest<'a>>,
+}
+
+struct Latest<'a> {
+    /// Write time of the latest status in the batch.
+    t: i64,
+    event: &'a AnyEvent,
+    /// A first request for the delivery, older than that status, is in the batch too.
+    requested: bool,
+}
+
+impl<'a> BatchView<'a> {
+    pub fn of(events: impl IntoIterator<Item = &'a AnyEvent>) -> Self {
+        let mut latest: HashMap<&'a str, Latest<'a>> = HashMap::new();
+        let mut requests = Vec::new();
+        for event in events {
+            let e = event.envelope();
+            let Some(delivery) = e.delivery_id.as_deref() else { continue };
+            if first_request(event).is_some() {
+                requests.push((delivery, ts(e.occurred_at, 0)));
+            } else if let Some(t) = status_of(event).map(|s| s.t) {
+                match latest.get(delivery) {
+                    Some(l) if l.t >= t => {}
+                    _ => {
+                        latest.insert(delivery, Latest { t, event, requested: false });
+                    }
+                }
+            }
+        }
+        for (delivery, t) in requests {
+            if let Some(l) = latest.get_mut(delivery).filter(|l| t < l.t) {
+                l.requested = true;
+            }
+        }
+        Self { latest }
+    }
+
+    /// The later status a first request written at `t` takes on, if the batch holds one.
+    fn settled(&self, delivery: &str, t: i64) -> Option<Status> {
+        self.latest.get(delivery).filter(|l| t < l.t).and_then(|l| status_of(l.event))
+    }
+
+    /// Whether the status rows an event writes at `t` are left out: a later status of the
+    /// same batch overwrites them, or they went with the delivery's first rows.
+    fn skips_status(&self, delivery: &str, t: i64) -> bool {
+        self.latest.get(delivery).is_some_and(|l| t < l.t || l.requested)
+    }
+}
+
 /// Applies one event's row writes at once (tests and one-off use; the role groups the writes of
 /// many events with [`writes`], [`group`] and [`execute`]). Safe to repeat.
 pub async fn apply(session: &Session, st: &Statements, event: &AnyEvent, ttl: i32) -> Result<(), CqlError> {
     let mut out = Vec::new();
-    writes(st, event, ttl, &mut out);
+    writes(st, event, ttl, &BatchView::default(), &mut out);
     for g in group(out, &Placement::of(session)) {
         execute(session, g).await?;
     }
     Ok(())
 }
 
-/// The row writes of one event (not health aggregates), appended to `out`. Safe to repeat.
-pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut Vec<Write<'a>>) {
+/// The row writes of one event (not health aggregates), appended to `out`; `batch` is the view
+/// of the batch the event is part of (see [`BatchView`]). Safe to repeat.
+pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, batch: &BatchView<'a>, out: &mut Vec<Write<'a>>) {
     let e = event.envelope();
     let tenant = e.tenant_id.as_str();
     let endpoint = e.endpoint_id.as_deref().unwrap_or_default();
@@ -384,54 +508,96 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
             run!(&st.by_tenant_status, ($t, ttl, $status, $attempts, tenant, bucket, delivery));
         };
     }
+    // The delivery's status in its row and both listings, unless the batch writes it otherwise.
+    let status_rows = |out: &mut Vec<Write<'a>>| {
+        let Some(s) = status_of(event).filter(|s| !batch.skips_status(delivery, s.t)) else { return };
+        let large = s.error.as_ref().map_or(0, String::len);
+        out.push(Write {
+            name: "delivery_status",
+            statement: &st.delivery_status,
+            values: Box::new((s.t, ttl, s.status, s.attempts, s.code, s.error, s.next, s.at, delivery)),
+            bytes: ROW_BYTES + text + large,
+        });
+        let rows: [(&'static str, &'a PreparedStatement, Box<dyn SerializeRow + Send + Sync + 'a>); 2] = [
+            (
+                "by_endpoint_status",
+                &st.by_endpoint_status,
+                Box::new((s.t, ttl, s.status, s.attempts, tenant, endpoint, bucket, delivery)),
+            ),
+            (
+                "by_tenant_status",
+                &st.by_tenant_status,
+                Box::new((s.t, ttl, s.status, s.attempts, tenant, bucket, delivery)),
+            ),
+        ];
+        for (name, statement, values) in rows {
+            out.push(Write { name, statement, values, bytes: ROW_BYTES + text });
+        }
+    };
     match event {
         AnyEvent::DeliveryRequested(d) if d.reason != hookline_schemas::reason::RETRY => {
-            let t = ts(at, 0);
             let created = CqlTimestamp(ids::id_time_ms(delivery).unwrap_or(at));
-            run!(
-                &st.delivery_requested,
-                (
-                    t,
-                    ttl,
-                    tenant,
-                    endpoint,
-                    e.trigger_id.as_deref(),
-                    &d.message_id,
-                    &d.event_type,
-                    &d.reason,
-                    created,
-                    status::PENDING,
-                    0i32,
-                    now,
-                    delivery
-                )
-            );
+            // A later status of the same batch goes with the first rows (see `BatchView`).
+            let settled = batch.settled(delivery, ts(at, 0));
+            let (t, shown, attempts) =
+                settled.as_ref().map_or((ts(at, 0), status::PENDING, 0), |s| (s.t, s.status, s.attempts));
+            match settled {
+                Some(s) => {
+                    let large = s.error.as_ref().map_or(0, String::len);
+                    run!(
+                        &st.delivery_requested_settled,
+                        (
+                            t,
+                            ttl,
+                            tenant,
+                            endpoint,
+                            e.trigger_id.as_deref(),
+                            &d.message_id,
+                            &d.event_type,
+                            &d.reason,
+                            created,
+                            shown,
+                            attempts,
+                            s.code,
+                            s.error,
+                            s.next,
+                            s.at,
+                            delivery
+                        ),
+                        large
+                    )
+                }
+                None => run!(
+                    &st.delivery_requested,
+                    (
+                        t,
+                        ttl,
+                        tenant,
+                        endpoint,
+                        e.trigger_id.as_deref(),
+                        &d.message_id,
+                        &d.event_type,
+                        &d.reason,
+                        created,
+                        shown,
+                        attempts,
+                        now,
+                        delivery
+                    )
+                ),
+            }
             run!(
                 &st.by_endpoint_requested,
-                (t, ttl, status::PENDING, &d.event_type, 0i32, created, tenant, endpoint, bucket, delivery)
+                (t, ttl, shown, &d.event_type, attempts, created, tenant, endpoint, bucket, delivery)
             );
             run!(
                 &st.by_tenant_requested,
-                (t, ttl, status::PENDING, &d.event_type, 0i32, created, endpoint, tenant, bucket, delivery)
+                (t, ttl, shown, &d.event_type, attempts, created, endpoint, tenant, bucket, delivery)
             );
         }
         AnyEvent::AttemptSucceeded(s) => {
             let t = ts(at, 3);
-            run!(
-                &st.delivery_status,
-                (
-                    t,
-                    ttl,
-                    status::DELIVERED,
-                    attempt,
-                    Some(s.status_code),
-                    None::<&str>,
-                    None::<CqlTimestamp>,
-                    now,
-                    delivery
-                )
-            );
-            listings!(t, status::DELIVERED, attempt);
+            status_rows(out);
             run!(
                 &st.attempt,
                 (
@@ -455,16 +621,8 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
         }
         AnyEvent::AttemptFailed(f) => {
             let t = ts(at, 1);
-            let st_name = if f.next_attempt_at.is_some() { status::RETRYING } else { status::DEAD_LETTERED };
             let next = f.next_attempt_at.map(CqlTimestamp);
-            let err = format!("{}: {}", f.error_kind, f.error_message);
-            let err_bytes = err.len();
-            run!(
-                &st.delivery_status,
-                (t, ttl, st_name, attempt, f.status_code, Some(err), next, now, delivery),
-                err_bytes
-            );
-            listings!(t, st_name, attempt);
+            status_rows(out);
             run!(
                 &st.attempt,
                 (
@@ -540,22 +698,7 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, out: &mut V
                     ttl
                 )
             );
-            run!(
-                &st.delivery_status,
-                (
-                    t,
-                    ttl,
-                    status::DEAD_LETTERED,
-                    m.attempts,
-                    m.last_status_code,
-                    Some(m.last_error_message.as_str()),
-                    None::<CqlTimestamp>,
-                    now,
-                    delivery
-                ),
-                m.last_error_message.len()
-            );
-            listings!(t, status::DEAD_LETTERED, m.attempts);
+            status_rows(out);
         }
         AnyEvent::DLQReplayed(_) | AnyEvent::DLQDiscarded(_) => {
             // The entry id is the MovedToDLQ event id, which the command names as its cause.

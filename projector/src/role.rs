@@ -324,9 +324,11 @@ pub async fn project(
             // inference the spawned role task needs.
             // Writes of the whole batch, a few requests per node (see `apply::group`).
             let mut rows = Vec::with_capacity(to_apply.len() * 4);
+            let view = apply::BatchView::of(to_apply.iter().map(|(_, _, _, ev)| ev));
             for (_, _, _, ev) in &to_apply {
-                apply::writes(&st, ev, ttl, &mut rows);
+                apply::writes(&st, ev, ttl, &view, &mut rows);
             }
+            let row_writes = rows.len() as u64;
             let placement = apply::Placement::of(&store.session);
             let mut writes = Vec::new();
             for g in apply::group(rows, &placement) {
@@ -339,6 +341,7 @@ pub async fn project(
             hookline_telemetry::observe(&m.cql_call_duration, &m.cql_calls, "apply_batch", ok, started.elapsed());
             if ok == "ok" {
                 m.projector_events.inc_by(to_apply.len() as u64);
+                m.projector_rows.inc_by(row_writes);
             }
             match results.into_iter().find(Result::is_err) {
                 None => break,

@@ -1,7 +1,7 @@
 //! Through the real CQL server: the migration is idempotent and a row round-trips.
 
 use hookline_projector::{Store, apply, schema};
-use hookline_schemas::{AnyEvent, AttemptSucceeded, Envelope};
+use hookline_schemas::{AnyEvent, AttemptFailed, AttemptSucceeded, DeliveryRequested, Envelope, MovedToDLQ};
 use hookline_testkit::TestEnv;
 
 /// Rows of many partitions travel in a few unlogged batches, grouped by the replica computed
@@ -37,8 +37,9 @@ async fn rows_of_many_partitions_share_batches_per_replica_and_all_land() {
         })
         .collect();
     let mut rows = Vec::new();
+    let view = apply::BatchView::of(&events);
     for e in &events {
-        apply::writes(&st, e, 3600, &mut rows);
+        apply::writes(&st, e, 3600, &view, &mut rows);
     }
     let n = rows.len();
     let placement = apply::Placement::by_token(&store.session);
@@ -63,6 +64,175 @@ async fn rows_of_many_partitions_share_batches_per_replica_and_all_land() {
     assert_eq!(count("attempts").await, 200);
     assert_eq!(count("deliveries_by_tenant").await, 200);
     assert_eq!(count("deliveries_by_endpoint").await, 200);
+
+    store.execute_ddl(&format!("DROP KEYSPACE {ks}")).await.unwrap();
+}
+
+fn envelope(kind: &str, delivery: &str, at: i64, attempt: Option<i32>) -> Envelope {
+    Envelope {
+        event_id: format!("{kind}-{delivery}-{at}"),
+        record_type: kind.into(),
+        occurred_at: at,
+        tenant_id: "acme".into(),
+        trigger_id: Some(format!("tr-{delivery}")),
+        delivery_id: Some(delivery.into()),
+        endpoint_id: Some("ep-1".into()),
+        attempt,
+        causation_id: None,
+        correlation_id: None,
+    }
+}
+
+fn requested(delivery: &str, at: i64) -> AnyEvent {
+    DeliveryRequested {
+        envelope: envelope("DeliveryRequested", delivery, at, None),
+        event_type: "order.paid".into(),
+        payload: b"{}".to_vec(),
+        content_type: "application/json".into(),
+        message_id: format!("msg-{delivery}"),
+        reason: "initial".into(),
+        trigger_occurred_at: at,
+        not_before: None,
+    }
+    .into()
+}
+
+fn succeeded(delivery: &str, at: i64, attempt: i32) -> AnyEvent {
+    AttemptSucceeded {
+        envelope: envelope("AttemptSucceeded", delivery, at, Some(attempt)),
+        message_id: format!("msg-{delivery}"),
+        status_code: 204,
+        duration_ms: 3,
+        response_excerpt: None,
+    }
+    .into()
+}
+
+fn failed(delivery: &str, at: i64, attempt: i32, next: Option<i64>) -> AnyEvent {
+    AttemptFailed {
+        envelope: envelope("AttemptFailed", delivery, at, Some(attempt)),
+        message_id: format!("msg-{delivery}"),
+        error_kind: "http_status".into(),
+        status_code: Some(503),
+        duration_ms: 4,
+        error_message: format!("attempt {attempt}: 503"),
+        response_excerpt: Some("busy".into()),
+        next_attempt_at: next,
+    }
+    .into()
+}
+
+fn dead_lettered(delivery: &str, at: i64, attempts: i32) -> AnyEvent {
+    MovedToDLQ {
+        envelope: envelope("MovedToDLQ", delivery, at, Some(attempts)),
+        event_type: "order.paid".into(),
+        payload: b"{}".to_vec(),
+        content_type: "application/json".into(),
+        message_id: format!("msg-{delivery}"),
+        reason: "attempts_exhausted".into(),
+        last_error_kind: "http_status".into(),
+        last_status_code: Some(500),
+        last_error_message: "gave up".into(),
+        attempts,
+        trigger_occurred_at: at,
+    }
+    .into()
+}
+
+/// A batch writes a delivery's status once (the request's rows take the batch's latest status;
+/// earlier statuses are left out), and the rows end exactly as when every event is applied
+/// alone, in any order within the batch.
+#[tokio::test]
+async fn a_batch_writes_each_deliverys_latest_status_once_with_the_same_result() {
+    let env = TestEnv::new();
+    let store = Store::connect(&env.config.cql).await.unwrap();
+    schema::migrate(&store, 1, 1).await.unwrap();
+    let suffix = schema::active_suffix(&store).await.unwrap();
+    let st = apply::Statements::prepare(&store.session, &store.keyspace, &suffix).await.unwrap();
+    let t = 1_790_000_000_000;
+    // Each delivery's history, in time order.
+    let histories = |p: &str| -> Vec<Vec<AnyEvent>> {
+        let d = |n: u32| format!("{p}-{n}");
+        vec![
+            vec![requested(&d(1), t), succeeded(&d(1), t + 5, 1)],
+            vec![requested(&d(2), t), failed(&d(2), t + 5, 1, Some(t + 1000)), succeeded(&d(2), t + 1005, 2)],
+            vec![
+                requested(&d(3), t),
+                failed(&d(3), t + 5, 1, Some(t + 1000)),
+                failed(&d(3), t + 1005, 2, None),
+                dead_lettered(&d(3), t + 1006, 2),
+            ],
+            vec![requested(&d(4), t)],
+            vec![failed(&d(5), t + 5, 1, Some(t + 1000)), succeeded(&d(5), t + 1005, 2)],
+            // Redelivered records: the same events twice.
+            vec![requested(&d(6), t), succeeded(&d(6), t + 5, 1), requested(&d(6), t), succeeded(&d(6), t + 5, 1)],
+            // The same millisecond: a success outranks a failure.
+            vec![requested(&d(7), t), failed(&d(7), t + 5, 1, Some(t + 1000)), succeeded(&d(7), t + 5, 1)],
+        ]
+    };
+    async fn write(store: &Store, st: &apply::Statements, events: &[AnyEvent]) -> usize {
+        let view = apply::BatchView::of(events);
+        let mut rows = Vec::new();
+        for e in events {
+            apply::writes(st, e, 3600, &view, &mut rows);
+        }
+        let n = rows.len();
+        for g in apply::group(rows, &apply::Placement::of(&store.session)) {
+            apply::execute(&store.session, g).await.unwrap();
+        }
+        n
+    }
+    // Alone: one event per batch, in time order.
+    let mut alone = 0;
+    for e in histories("alone").into_iter().flatten() {
+        alone += write(&store, &st, std::slice::from_ref(&e)).await;
+    }
+    // Together: one batch, latest first.
+    let mut together: Vec<AnyEvent> = histories("batch").into_iter().flatten().collect();
+    together.reverse();
+    let batched = write(&store, &st, &together).await;
+    // Together again, in time order, on top (a redelivered batch).
+    let in_order: Vec<AnyEvent> = histories("again").into_iter().flatten().collect();
+    let again = write(&store, &st, &in_order).await;
+    assert_eq!(batched, again);
+    assert!(batched * 10 < alone * 7, "{batched} row writes in one batch, {alone} alone");
+
+    let ks = &store.keyspace;
+    let tables = [
+        (
+            "deliveries",
+            "tenant_id, endpoint_id, trigger_id, message_id, event_type, reason, created_at, status, attempts, \
+             last_status_code, last_error, next_attempt_at, updated_at",
+        ),
+        ("deliveries_by_endpoint", "status, event_type, attempts, created_at"),
+        ("deliveries_by_tenant", "status, event_type, attempts, created_at, endpoint_id"),
+        (
+            "attempts",
+            "attempt, outcome, status_code, duration_ms, error_kind, error_message, response_excerpt, next_attempt_at",
+        ),
+    ];
+    let read = |table: &'static str, columns: &'static str, delivery: String| {
+        let q = format!("SELECT JSON {columns} FROM {ks}.{table}{suffix} WHERE delivery_id = ? ALLOW FILTERING");
+        let session = &store.session;
+        async move {
+            let rows = session.query_unpaged(q, (delivery.as_str(),)).await.unwrap().into_rows_result().unwrap();
+            let mut rows: Vec<String> = rows.rows::<(String,)>().unwrap().map(|r| r.unwrap().0).collect();
+            rows.sort();
+            rows.join("\n").replace(&delivery, "D")
+        }
+    };
+    for n in 1..=7 {
+        for (table, columns) in tables {
+            let expected = read(table, columns, format!("alone-{n}")).await;
+            assert!(!expected.is_empty() || (table == "attempts" && n == 4), "{table} of delivery {n}: no rows");
+            for p in ["batch", "again"] {
+                let got = read(table, columns, format!("{p}-{n}")).await;
+                assert_eq!(got, expected, "{table} of delivery {n} ({p})");
+            }
+        }
+    }
+    let status = read("deliveries", "status, attempts", "batch-3".into()).await;
+    assert_eq!(status, r#"{"status": "dead_lettered", "attempts": 2}"#);
 
     store.execute_ddl(&format!("DROP KEYSPACE {ks}")).await.unwrap();
 }

@@ -35,6 +35,7 @@ pub mod names {
     pub const CIRCUITS_NOT_CLOSED: &str = "hookline_circuits_not_closed";
     pub const CONSUMER_LAG: &str = "hookline_consumer_lag";
     pub const PROJECTOR_EVENTS: &str = "hookline_projector_events";
+    pub const PROJECTOR_ROWS: &str = "hookline_projector_rows";
     pub const KAFKA_PRODUCER_QUEUE: &str = "hookline_kafka_producer_queue";
     pub const REDIS_CALLS: &str = "hookline_redis_calls";
     pub const REDIS_CALL_DURATION: &str = "hookline_redis_call_duration";
@@ -88,6 +89,8 @@ pub struct Metrics {
     pub circuits_not_closed: Gauge,
     pub consumer_lag: Gauges,
     pub projector_events: Counter<u64, AtomicU64>,
+    /// Row writes the projector sent (a batch writes each delivery's status once).
+    pub projector_rows: Counter<u64, AtomicU64>,
     pub redis_calls: Counters,
     pub redis_call_duration: Histograms,
     pub redis_fallback: Gauge,
@@ -151,6 +154,8 @@ impl Metrics {
         );
         let projector_events = Counter::default();
         r.register(PROJECTOR_EVENTS, "Events applied to the read models", projector_events.clone());
+        let projector_rows = Counter::default();
+        r.register(PROJECTOR_ROWS, "Row writes sent by the projector", projector_rows.clone());
         let redis_calls = counters(&mut r, REDIS_CALLS, "Redis calls, by operation and result (ok, error, timeout)");
         let redis_call_duration = histograms(&mut r, REDIS_CALL_DURATION, "Duration of Redis calls, by operation");
         let redis_fallback = Gauge::default();
@@ -185,6 +190,7 @@ impl Metrics {
             circuits_not_closed,
             consumer_lag,
             projector_events,
+            projector_rows,
             redis_calls,
             redis_call_duration,
             redis_fallback,
