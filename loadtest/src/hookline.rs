@@ -21,6 +21,27 @@ pub struct Hookline {
     pub log: PathBuf,
 }
 
+/// The run's keyspace (see [`run_env`]).
+fn keyspace_of(prefix: &str) -> String {
+    prefix.trim_end_matches('.').replace(['.', '-'], "_")
+}
+
+/// Deletes a run's topics and drops its keyspace; says what it removed.
+pub async fn clean_up(brokers: &str, prefix: &str) -> anyhow::Result<String> {
+    let mut config = hookline_config::Config::load(None)?;
+    config.kafka.brokers = brokers.to_string();
+    let topics = hookline_kafka::admin::delete_topics_with_prefix(&config.kafka, prefix).await?;
+    let ks = keyspace_of(prefix);
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&config.cql.nodes)
+        .connection_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .context("connecting to the CQL store")?;
+    session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ()).await.context("dropping the keyspace")?;
+    Ok(format!("{} topic(s) {prefix}* and keyspace {ks}", topics.len()))
+}
+
 pub fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -54,7 +75,7 @@ pub fn run_env(
         ),
         ("HOOKLINE_DISPATCHER__SSRF_ALLOW".into(), "[\"127.0.0.0/8\"]".into()),
         // A keyspace of its own per run, and a throwaway master key for the run's secrets.
-        ("HOOKLINE_CQL__KEYSPACE".into(), prefix.trim_end_matches('.').replace(['.', '-'], "_")),
+        ("HOOKLINE_CQL__KEYSPACE".into(), keyspace_of(prefix)),
         ("HOOKLINE_SECRETS__MASTER_KEYS".into(), format!("lt:{}", run_master_key())),
     ];
     env.extend(extra.iter().cloned());

@@ -116,6 +116,11 @@ pub struct RunArgs {
     /// Topic prefix of the running Hookline (with --api; needed for the kafka path and lag).
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Keep the run's topics and keyspace (for inspection). By default they are deleted after
+    /// the report: a stack holding the topics and tables of many runs gets slower, and later
+    /// runs would measure that.
+    #[arg(long)]
+    pub keep: bool,
     /// Kafka bootstrap servers (loopback only).
     #[arg(long, env = "HOOKLINE_KAFKA__BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,

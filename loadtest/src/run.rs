@@ -325,6 +325,12 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
     let lag = lag.map(LagSampler::finish).unwrap_or_default();
     let hookline_stop = child.as_mut().map(|h| h.stop(Duration::from_secs(30)));
     sink.stop();
+    if let (Some(_), Some(p), false) = (&child, &prefix, args.keep) {
+        match crate::hookline::clean_up(&args.brokers, p).await {
+            Ok(what) => eprintln!("loadtest: removed {what} (--keep keeps them)"),
+            Err(e) => eprintln!("loadtest: could not remove the run's topics and keyspace: {e:#}"),
+        }
+    }
 
     // Report.
     let accepted = stats.accepted.load(Ordering::Relaxed);

@@ -85,6 +85,38 @@ pub async fn create_topics(kafka: &KafkaOptions, specs: &[TopicSpec]) -> Result<
     Ok(out)
 }
 
+/// Deletes every topic whose name starts with `prefix` (a throwaway run's topics); returns
+/// their names. `prefix` must not be empty.
+pub async fn delete_topics_with_prefix(kafka: &KafkaOptions, prefix: &str) -> Result<Vec<String>, KafkaError> {
+    if prefix.is_empty() {
+        return Err(KafkaError::Internal("refusing to delete topics with an empty prefix".into()));
+    }
+    let names: Vec<String> = {
+        let p: BaseProducer = crate::client_config(kafka)
+            .create()
+            .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
+        let md = tokio::task::block_in_place(|| p.client().fetch_metadata(None, Duration::from_secs(10)))
+            .map_err(|source| KafkaError::Metadata { brokers: kafka.brokers.clone(), source })?;
+        md.topics().iter().map(|t| t.name().to_string()).filter(|n| n.starts_with(prefix)).collect()
+    };
+    if names.is_empty() {
+        return Ok(names);
+    }
+    let admin = admin_client(kafka)?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let results = admin
+        .delete_topics(&refs, &opts)
+        .await
+        .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
+    for r in results {
+        if let Err((topic, code)) = r {
+            return Err(KafkaError::Internal(format!("deleting topic {topic}: {code}")));
+        }
+    }
+    Ok(names)
+}
+
 /// Fetches cluster metadata: succeeds only when a broker answers.
 pub fn ping(kafka: &KafkaOptions, timeout: Duration) -> Result<usize, KafkaError> {
     let p: BaseProducer = crate::client_config(kafka)
