@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::canonical::{canonical_form, crc64_avro};
 use crate::error::CodecError;
-use crate::events::{AnyEvent, Event, decode_named};
+use crate::events::{AnyEvent, Event, decode_direct, decode_named};
 
 macro_rules! schema_file {
     ($file:literal) => {
@@ -71,6 +71,9 @@ const HEADER_LEN: usize = 10;
 struct Writer {
     name: String,
     schema: Schema,
+    /// The schema this codec writes for `name` (and reads into): its records decode straight
+    /// into the type, without schema resolution.
+    current: bool,
 }
 
 struct Current {
@@ -117,6 +120,9 @@ impl Codec {
                 }
             }
         }
+        for (_, index, _) in newest.values() {
+            codec.writers[*index].current = true;
+        }
         codec.current = newest
             .into_iter()
             .map(|(name, (_, index, fp))| {
@@ -154,7 +160,7 @@ impl Codec {
         let canonical = canonical_form(json).map_err(|reason| CodecError::CanonicalForm { schema: file, reason })?;
         let fp = crc64_avro(canonical.as_bytes());
         let index = self.writers.len();
-        self.writers.push(Writer { name, schema });
+        self.writers.push(Writer { name, schema, current: false });
         self.by_fingerprint.insert(fp, index);
         if let Some(legacy) = legacy_fingerprint(fp) {
             // A specification fingerprint always wins over a legacy one.
@@ -201,16 +207,25 @@ impl Codec {
         let reader = self.current.get(&writer.name).map(|c| &c.schema);
         let decode_err = |source| CodecError::Decode { record_type: writer.name.clone(), source: Box::new(source) };
         let mut body = ExactReader { rest: &bytes[HEADER_LEN..], ran_out: false };
-        // The value path is needed for schema resolution (old reader, newer writer).
-        #[allow(deprecated)]
-        let value = apache_avro::from_avro_datum(&writer.schema, &mut body, reader).map_err(decode_err)?;
+        let decoded = if writer.current {
+            // Written with the schema of our own type: straight into it (a third of the cost of
+            // the value path, measured in the dispatcher and router).
+            let direct =
+                apache_avro::reader::datum::GenericDatumReader::builder(&writer.schema).build().map_err(decode_err)?;
+            decode_direct(&writer.name, &direct, &mut body)
+        } else {
+            // An older (or newer) writer: through a value, resolved against the reader schema.
+            #[allow(deprecated)]
+            let value = apache_avro::from_avro_datum(&writer.schema, &mut body, reader).map_err(decode_err)?;
+            decode_named(&writer.name, value)
+        };
         if body.ran_out {
             return Err(CodecError::Truncated { record_type: writer.name.clone() });
         }
         if !body.rest.is_empty() {
             return Err(CodecError::TrailingBytes { record_type: writer.name.clone(), count: body.rest.len() });
         }
-        match decode_named(&writer.name, value) {
+        match decoded {
             Some(r) => r.map_err(decode_err),
             None => Err(CodecError::WrongType { expected: "known event", found: writer.name.clone() }),
         }

@@ -65,6 +65,19 @@ macro_rules! events {
         /// Record names the codec knows, in schema-file order.
         pub const EVENT_NAMES: &[&str] = &[$(stringify!($name)),*];
 
+        /// Decodes a body written with the reader type's own schema straight into the type
+        /// (no intermediate `Value`, no resolution).
+        pub(crate) fn decode_direct(
+            name: &str,
+            reader: &apache_avro::reader::datum::GenericDatumReader<'_>,
+            body: &mut impl std::io::Read,
+        ) -> Option<Result<AnyEvent, apache_avro::Error>> {
+            match name {
+                $(stringify!($name) => Some(reader.read_deser::<$name>(body).map(AnyEvent::$name)),)*
+                _ => None,
+            }
+        }
+
         pub(crate) fn decode_named(
             name: &str,
             value: apache_avro::types::Value,
