@@ -737,7 +737,9 @@ pub async fn run(
                     endpoints.clear();
                     batching.clear();
                     generation += 1;
-                    consumer::rewind_to_committed(&consumer)?;
+                    if !consumer::rewind_to_committed(&consumer, &shutdown).await {
+                        break;
+                    }
                     continue;
                 }
                 let (tpl, moved) = committable(&consumer, &topics, &partitions);

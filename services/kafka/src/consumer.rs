@@ -23,15 +23,36 @@ pub fn base_config(kafka: &KafkaOptions, group: &str, client_id: &str) -> Client
 /// Seeks every assigned partition back to the group's committed offset (the beginning when
 /// none) and resumes it: after an aborted transaction, everything since the last commit is
 /// read again.
-pub fn rewind_to_committed<C: rdkafka::consumer::ConsumerContext>(
+///
+/// While the group coordinator cannot say what is committed (a stalled or restarting broker),
+/// tries again every second: reading on from the current positions would skip the records
+/// whose outcomes the aborted transaction lost, and failing the role would stop the process.
+/// Returns false when `shutdown` fired first; the caller must then commit nothing more.
+pub async fn rewind_to_committed<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::StreamConsumer<C>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    loop {
+        match tokio::task::block_in_place(|| seek_to_committed(consumer)) {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(error = %e, "cannot read the committed offsets yet; trying again in 1 s"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+fn seek_to_committed<C: rdkafka::consumer::ConsumerContext>(
     consumer: &rdkafka::consumer::StreamConsumer<C>,
 ) -> Result<(), crate::KafkaError> {
     use rdkafka::consumer::Consumer;
     use rdkafka::{Offset, TopicPartitionList};
     let timeout = std::time::Duration::from_secs(10);
     let assigned = consumer.assignment().map_err(|source| crate::KafkaError::Transaction { source })?;
-    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(assigned, timeout))
-        .map_err(|source| crate::KafkaError::Transaction { source })?;
+    let committed =
+        consumer.committed_offsets(assigned, timeout).map_err(|source| crate::KafkaError::Transaction { source })?;
     for e in committed.elements() {
         let offset = match e.offset() {
             Offset::Invalid => Offset::Beginning,
@@ -43,4 +64,32 @@ pub fn rewind_to_committed<C: rdkafka::consumer::ConsumerContext>(
         let _ = consumer.resume(&tpl);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    /// No broker answers (nothing listens on the port): the rewind keeps trying instead of
+    /// failing the role, and gives up only at shutdown, saying so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rewind_without_a_broker_waits_for_one_until_shutdown() {
+        let mut kafka = hookline_config::Config::defaults().unwrap().kafka;
+        kafka.brokers = "127.0.0.1:1".into();
+        let consumer: StreamConsumer = super::base_config(&kafka, "rewind-test", "test").create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("t", 0, Offset::Beginning).unwrap();
+        consumer.assign(&tpl).unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            stop.cancel();
+        });
+        let started = std::time::Instant::now();
+        assert!(!super::rewind_to_committed(&consumer, &shutdown).await, "no rewind without a broker");
+        // One attempt (its 10 s timeout), then the shutdown is seen.
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    }
 }

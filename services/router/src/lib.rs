@@ -128,7 +128,9 @@ pub async fn run(
         if let Err(e) = producer.commit(&consumer, &offsets) {
             // The transaction was aborted: rewind to the committed positions and redo the batch.
             tracing::warn!(error = %e, "router: transaction failed; re-reading from the committed offsets");
-            consumer::rewind_to_committed(&consumer)?;
+            if !consumer::rewind_to_committed(&consumer, &shutdown).await {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }

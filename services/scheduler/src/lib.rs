@@ -115,7 +115,9 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                         tracing::warn!(error = %e, "scheduler: transaction failed; re-reading from the committed offsets");
                         offsets.clear();
                         waiting.clear();
-                        consumer::rewind_to_committed(&consumer)?;
+                        if !consumer::rewind_to_committed(&consumer, &shutdown).await {
+                            break;
+                        }
                     }
                 }
             }
