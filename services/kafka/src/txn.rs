@@ -17,6 +17,8 @@ use crate::KafkaError;
 
 /// Longest a transaction call may block.
 pub const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A commit taking this long is logged (it is also in the commit-duration histogram).
+const SLOW_COMMIT: Duration = Duration::from_secs(2);
 
 /// The transactional id of `role`: stable when `kafka.instance_id` is set, random otherwise.
 pub fn transactional_id(kafka: &KafkaOptions, role: &str) -> String {
@@ -243,13 +245,13 @@ impl TxnProducer {
     fn observe(&self, ok: bool, started: std::time::Instant) {
         let m = hookline_telemetry::metrics();
         let result = if ok { "ok" } else { "error" };
-        hookline_telemetry::observe(
-            &m.kafka_txn_commit_duration,
-            &m.kafka_txn_commits,
-            self.role,
-            result,
-            started.elapsed(),
-        );
+        let took = started.elapsed();
+        hookline_telemetry::observe(&m.kafka_txn_commit_duration, &m.kafka_txn_commits, self.role, result, took);
+        // An open transaction holds back every read_committed reader of its partitions: a slow
+        // commit is a stall downstream, worth a line in the log.
+        if took >= SLOW_COMMIT {
+            tracing::warn!(role = self.role, result, ms = took.as_millis() as u64, "a transaction commit was slow");
+        }
     }
 
     /// Aborts the open transaction, if any, and forgets a failed send.
