@@ -363,37 +363,37 @@ struct Status {
     at: CqlTimestamp,
 }
 
+/// Write time of the status an event gives its delivery, if it gives one (no allocation: the
+/// batch view asks this of every event).
+fn status_time(event: &AnyEvent) -> Option<i64> {
+    let rank = match event {
+        AnyEvent::AttemptSucceeded(_) => 3,
+        AnyEvent::AttemptFailed(_) => 1,
+        AnyEvent::MovedToDLQ(_) => 4,
+        _ => return None,
+    };
+    Some(ts(event.envelope().occurred_at, rank))
+}
+
 /// The status an event gives its delivery, if it gives one.
 fn status_of(event: &AnyEvent) -> Option<Status> {
+    let t = status_time(event)?;
     let e = event.envelope();
     let (at, attempt) = (e.occurred_at, e.attempt.unwrap_or(0));
-    let status = |t, status, attempts, code, error, next| Status {
-        t,
-        status,
-        attempts,
-        code,
-        error,
-        next,
-        at: CqlTimestamp(at),
-    };
+    let status =
+        |status, attempts, code, error, next| Status { t, status, attempts, code, error, next, at: CqlTimestamp(at) };
     Some(match event {
-        AnyEvent::AttemptSucceeded(s) => status(ts(at, 3), status::DELIVERED, attempt, Some(s.status_code), None, None),
+        AnyEvent::AttemptSucceeded(s) => status(status::DELIVERED, attempt, Some(s.status_code), None, None),
         AnyEvent::AttemptFailed(f) => status(
-            ts(at, 1),
             if f.next_attempt_at.is_some() { status::RETRYING } else { status::DEAD_LETTERED },
             attempt,
             f.status_code,
             Some(format!("{}: {}", f.error_kind, f.error_message)),
             f.next_attempt_at.map(CqlTimestamp),
         ),
-        AnyEvent::MovedToDLQ(m) => status(
-            ts(at, 4),
-            status::DEAD_LETTERED,
-            m.attempts,
-            m.last_status_code,
-            Some(m.last_error_message.clone()),
-            None,
-        ),
+        AnyEvent::MovedToDLQ(m) => {
+            status(status::DEAD_LETTERED, m.attempts, m.last_status_code, Some(m.last_error_message.clone()), None)
+        }
         _ => return None,
     })
 }
@@ -436,7 +436,7 @@ impl<'a> BatchView<'a> {
             let Some(delivery) = e.delivery_id.as_deref() else { continue };
             if first_request(event).is_some() {
                 requests.push((delivery, ts(e.occurred_at, 0)));
-            } else if let Some(t) = status_of(event).map(|s| s.t) {
+            } else if let Some(t) = status_time(event) {
                 match latest.get(delivery) {
                     Some(l) if l.t >= t => {}
                     _ => {
@@ -510,7 +510,11 @@ pub fn writes<'a>(st: &'a Statements, event: &'a AnyEvent, ttl: i32, batch: &Bat
     }
     // The delivery's status in its row and both listings, unless the batch writes it otherwise.
     let status_rows = |out: &mut Vec<Write<'a>>| {
-        let Some(s) = status_of(event).filter(|s| !batch.skips_status(delivery, s.t)) else { return };
+        // Checked before building the row (a failure's message is formatted for it).
+        if status_time(event).is_none_or(|t| batch.skips_status(delivery, t)) {
+            return;
+        }
+        let Some(s) = status_of(event) else { return };
         let large = s.error.as_ref().map_or(0, String::len);
         out.push(Write {
             name: "delivery_status",
