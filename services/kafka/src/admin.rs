@@ -91,14 +91,9 @@ pub async fn delete_topics_with_prefix(kafka: &KafkaOptions, prefix: &str) -> Re
     if prefix.is_empty() {
         return Err(KafkaError::Internal("refusing to delete topics with an empty prefix".into()));
     }
-    let names: Vec<String> = {
-        let p: BaseProducer = crate::client_config(kafka)
-            .create()
-            .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-        let md = tokio::task::block_in_place(|| p.client().fetch_metadata(None, Duration::from_secs(10)))
-            .map_err(|source| KafkaError::Metadata { brokers: kafka.brokers.clone(), source })?;
-        md.topics().iter().map(|t| t.name().to_string()).filter(|n| n.starts_with(prefix)).collect()
-    };
+    let md = tokio::task::block_in_place(|| metadata(kafka, None, Duration::from_secs(10)))?;
+    let names: Vec<String> =
+        md.topics().iter().map(|t| t.name().to_string()).filter(|n| n.starts_with(prefix)).collect();
     if names.is_empty() {
         return Ok(names);
     }
@@ -117,26 +112,27 @@ pub async fn delete_topics_with_prefix(kafka: &KafkaOptions, prefix: &str) -> Re
     Ok(names)
 }
 
-/// Fetches cluster metadata: succeeds only when a broker answers.
-pub fn ping(kafka: &KafkaOptions, timeout: Duration) -> Result<usize, KafkaError> {
+/// Cluster metadata (of `topic` only, or of every topic), from a short-lived client (blocking).
+fn metadata(
+    kafka: &KafkaOptions,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> Result<rdkafka::metadata::Metadata, KafkaError> {
     let p: BaseProducer = crate::client_config(kafka)
         .create()
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-    let md = p
-        .client()
-        .fetch_metadata(None, timeout)
-        .map_err(|source| KafkaError::Metadata { brokers: kafka.brokers.clone(), source })?;
-    Ok(md.brokers().len())
+    p.client()
+        .fetch_metadata(topic, timeout)
+        .map_err(|source| KafkaError::Metadata { brokers: kafka.brokers.clone(), source })
+}
+
+/// Fetches cluster metadata: succeeds only when a broker answers.
+pub fn ping(kafka: &KafkaOptions, timeout: Duration) -> Result<usize, KafkaError> {
+    Ok(metadata(kafka, None, timeout)?.brokers().len())
 }
 
 /// Partition count of `topic`, or `None` when it does not exist.
 pub fn partition_count(kafka: &KafkaOptions, topic: &str, timeout: Duration) -> Result<Option<usize>, KafkaError> {
-    let p: BaseProducer = crate::client_config(kafka)
-        .create()
-        .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
-    let md = p
-        .client()
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|source| KafkaError::Metadata { brokers: kafka.brokers.clone(), source })?;
+    let md = metadata(kafka, Some(topic), timeout)?;
     Ok(md.topics().first().filter(|t| t.error().is_none()).map(|t| t.partitions().len()))
 }
