@@ -27,9 +27,9 @@ pub enum KafkaError {
         #[source]
         source: RdError,
     },
-    /// An earlier record could not join the open transaction; it will be aborted at the next
-    /// commit, which returns that record's error.
-    #[error("the open transaction already lost a record; it will be aborted")]
+    /// A record (this one or an earlier one) could not join the open transaction; it will be
+    /// aborted at the next commit, which returns that record's error.
+    #[error("the open transaction lost a record; it will be aborted")]
     Poisoned,
     #[error("the consumer has no group metadata (not in a group yet)")]
     NoGroupMetadata,

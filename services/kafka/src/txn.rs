@@ -130,25 +130,17 @@ impl TxnProducer {
     /// Enqueues a record in the current transaction (opening one if needed). Does not wait.
     ///
     /// A record the transaction cannot take (too large, a producer fenced after a broker stall)
-    /// poisons it: later sends are skipped, and the next commit aborts the transaction and
-    /// returns this error, so the caller handles it like any failed commit (rewind and redo).
-    /// The error is also returned here for a caller that wants to stop early.
+    /// poisons it: this and later sends return [`KafkaError::Poisoned`], and the next commit
+    /// aborts the transaction and returns the record's error, so the caller handles it like
+    /// any failed commit (rewind and redo).
     pub fn send(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
-        if self.poisoned.is_some() {
-            return Err(KafkaError::Poisoned);
-        }
-        let result = self.enqueue(topic, key, value);
-        if let Err(e) = &result {
+        if self.poisoned.is_none()
+            && let Err(e) = self.enqueue(topic, key, value)
+        {
             tracing::warn!(role = self.role, topic, error = %e, "a record could not join the open transaction; it will be aborted");
-            self.poisoned = Some(match e {
-                KafkaError::Produce { topic, source } => {
-                    KafkaError::Produce { topic: topic.clone(), source: source.clone() }
-                }
-                KafkaError::Transaction { source } => KafkaError::Transaction { source: source.clone() },
-                other => KafkaError::Internal(other.to_string()),
-            });
+            self.poisoned = Some(e);
         }
-        result
+        if self.poisoned.is_some() { Err(KafkaError::Poisoned) } else { Ok(()) }
     }
 
     fn enqueue(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
