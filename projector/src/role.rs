@@ -249,6 +249,7 @@ pub async fn project(
     let st = Statements::prepare(&store.session, &store.keyspace, suffix).await?;
     let ttl = (config.projector.retention_days as i32).saturating_mul(86_400);
     let mut parts: HashMap<i32, EventsPartition> = HashMap::new();
+    let age = consumer::age_histogram("projector");
     let mut remaining = stop_at;
     tracing::info!(role = "projector", suffix, "started");
 
@@ -286,7 +287,10 @@ pub async fn project(
         let mut records = Vec::with_capacity(batch.len());
         for m in batch {
             match m {
-                Ok(m) => records.push(m),
+                Ok(m) => {
+                    consumer::observe_age(&age, &m);
+                    records.push(m)
+                }
                 Err(e) => tracing::warn!(error = %e, "projector: consumer error"),
             }
         }

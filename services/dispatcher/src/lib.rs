@@ -589,6 +589,7 @@ pub async fn run(
     // Endpoints with a partial batch waiting for more messages or its deadline.
     let mut batching: HashSet<String> = HashSet::new();
     let mut generation: u64 = 0;
+    let age = consumer::age_histogram("dispatcher");
     let mut tick = tokio::time::interval(COMMIT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch_tick = tokio::time::interval(BATCH_CHECK_INTERVAL);
@@ -770,6 +771,7 @@ pub async fn run(
                         continue;
                     }
                 };
+                consumer::observe_age(&age, &msg);
                 let (p, offset) = (msg.partition(), msg.offset());
                 let part = partitions.entry(p).or_insert_with(|| {
                     generation += 1;

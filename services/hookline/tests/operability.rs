@@ -100,6 +100,9 @@ async fn metrics_cover_the_pipeline_and_pass_promtool() {
         "hookline_kafka_producer_queue{client=\"api\"}",
         "hookline_redis_calls_total{op=\"breaker_report\",result=\"ok\"}",
         "hookline_cql_call_duration_seconds_bucket{le=",
+        "hookline_record_age_at_pickup_seconds_bucket{le=\"0.0005\",op=\"router\"}",
+        "hookline_record_age_at_pickup_seconds_count{op=\"dispatcher\"}",
+        "hookline_record_age_at_pickup_seconds_count{op=\"projector\"}",
         "hookline_process_resident_memory_bytes ",
     ];
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -93,3 +93,13 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
     }
 }
+
+/// The histogram a role feeds with [`observe_age`].
+pub use hookline_telemetry::record_age_histogram as age_histogram;
+
+/// Records how old `msg` is (since its Kafka timestamp) as it is picked up, in `h` (see [`age_histogram`]).
+pub fn observe_age<M: rdkafka::Message>(h: &hookline_telemetry::Histogram, msg: &M) {
+    if let Some(ts) = msg.timestamp().to_millis() {
+        hookline_telemetry::observe_record_age(h, ts);
+    }
+}

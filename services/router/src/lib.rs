@@ -61,6 +61,7 @@ pub async fn run(
     // Two transactional producers take turns, one batch each (see `TxnProducer::pair`).
     let mut producers = TxnProducer::pair(kafka, "router")?;
     let mut turn = 0usize;
+    let age = consumer::age_histogram("router");
     let mut dedupe = dedupe::Dedupe::new(config.flow.idempotency_window_ms, config.flow.idempotency_memory_keys);
     tracing::info!(role = "router", topic = topics.triggers, "started");
 
@@ -89,6 +90,7 @@ pub async fn run(
                     continue;
                 }
             };
+            consumer::observe_age(&age, &msg);
             if let Some(from) = dedupe.needs_restore(msg.partition(), msg.offset()) {
                 let (topic, p, until) = (msg.topic().to_string(), msg.partition(), msg.offset());
                 let started = std::time::Instant::now();

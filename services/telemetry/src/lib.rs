@@ -16,7 +16,8 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+pub use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 
 /// Metric names (without the `_total` suffix Prometheus adds to counters) and label names.
@@ -44,6 +45,7 @@ pub mod names {
     pub const CQL_CALL_DURATION: &str = "hookline_cql_call_duration";
     pub const KAFKA_TXN_COMMITS: &str = "hookline_kafka_txn_commits";
     pub const KAFKA_TXN_COMMIT_DURATION: &str = "hookline_kafka_txn_commit_duration";
+    pub const RECORD_AGE_AT_PICKUP: &str = "hookline_record_age_at_pickup";
     pub const PROCESS_RSS: &str = "hookline_process_resident_memory";
 
     pub const OUTCOME: &str = "outcome";
@@ -69,8 +71,8 @@ type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 type GaugeFn = (&'static str, Labels, Arc<dyn Fn() -> i64 + Send + Sync>);
 
 fn latency_histogram() -> Histogram {
-    // 1 ms .. ~33 s
-    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+    // 0.5 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 17))
 }
 
 /// Every metric family of the process.
@@ -98,6 +100,9 @@ pub struct Metrics {
     pub cql_call_duration: Histograms,
     pub kafka_txn_commits: Counters,
     pub kafka_txn_commit_duration: Histograms,
+    /// How old a record is (since its Kafka timestamp) when a role takes it from its consumer:
+    /// each hop's share of the trigger-to-receipt latency.
+    pub record_age_at_pickup: Histograms,
     scraped: Gauges,
     registry: Registry,
     gauge_fns: Mutex<Vec<GaugeFn>>,
@@ -173,6 +178,11 @@ impl Metrics {
             KAFKA_TXN_COMMIT_DURATION,
             "Duration of Kafka transaction commits (offsets + end of transaction), by role (op)",
         );
+        let record_age_at_pickup = histograms(
+            &mut r,
+            RECORD_AGE_AT_PICKUP,
+            "Age of a record (since its Kafka timestamp) when a role takes it from its consumer, by role (op)",
+        );
         let scraped = Gauges::default();
         r.register(KAFKA_PRODUCER_QUEUE, "Messages queued or in flight in a Kafka producer", scraped.clone());
         Self {
@@ -198,6 +208,7 @@ impl Metrics {
             cql_call_duration,
             kafka_txn_commits,
             kafka_txn_commit_duration,
+            record_age_at_pickup,
             scraped,
             registry: r,
             gauge_fns: Mutex::default(),
@@ -213,6 +224,19 @@ pub fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
 /// Registers a producer-queue style gauge read at scrape time (`KAFKA_PRODUCER_QUEUE` only).
 pub fn gauge_fn(name: &'static str, labels: Labels, f: impl Fn() -> i64 + Send + Sync + 'static) {
     metrics().gauge_fns.lock().unwrap_or_else(|p| p.into_inner()).push((name, labels, Arc::new(f)));
+}
+
+/// The histogram of records' age at pickup by `role`, to keep and feed per record.
+pub fn record_age_histogram(role: &'static str) -> Histogram {
+    metrics().record_age_at_pickup.get_or_create(&labels([(names::OP, role)])).clone()
+}
+
+/// Records `timestamp_ms` (a record's Kafka timestamp, ms since the epoch) as an age at pickup
+/// now; a timestamp from the future counts as 0.
+pub fn observe_record_age(h: &Histogram, timestamp_ms: i64) {
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    h.observe(now_ms.saturating_sub(timestamp_ms).max(0) as f64 / 1000.0);
 }
 
 /// Records one call's duration and result.
