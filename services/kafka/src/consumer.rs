@@ -66,6 +66,16 @@ fn seek_to_committed<C: rdkafka::consumer::ConsumerContext>(
     Ok(())
 }
 
+/// The histogram a role feeds with [`observe_age`].
+pub use hookline_telemetry::record_age_histogram as age_histogram;
+
+/// Records how old `msg` is (since its Kafka timestamp) as it is picked up, in `h` (see [`age_histogram`]).
+pub fn observe_age<M: rdkafka::Message>(h: &hookline_telemetry::Histogram, msg: &M) {
+    if let Some(ts) = msg.timestamp().to_millis() {
+        hookline_telemetry::observe_record_age(h, ts);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -91,15 +101,5 @@ mod tests {
         assert!(!super::rewind_to_committed(&consumer, &shutdown).await, "no rewind without a broker");
         // One attempt (its 10 s timeout), then the shutdown is seen.
         assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
-    }
-}
-
-/// The histogram a role feeds with [`observe_age`].
-pub use hookline_telemetry::record_age_histogram as age_histogram;
-
-/// Records how old `msg` is (since its Kafka timestamp) as it is picked up, in `h` (see [`age_histogram`]).
-pub fn observe_age<M: rdkafka::Message>(h: &hookline_telemetry::Histogram, msg: &M) {
-    if let Some(ts) = msg.timestamp().to_millis() {
-        hookline_telemetry::observe_record_age(h, ts);
     }
 }
