@@ -69,10 +69,12 @@ fn seek_to_committed<C: rdkafka::consumer::ConsumerContext>(
 /// The histogram a role feeds with [`observe_age`].
 pub use hookline_telemetry::record_age_histogram as age_histogram;
 
-/// Records how old `msg` is (since its Kafka timestamp) as it is picked up, in `h` (see [`age_histogram`]).
+/// Records how old `msg` is (since its Kafka timestamp) as it is picked up, in `h` (see
+/// [`age_histogram`]); a timestamp from the future counts as 0.
 pub fn observe_age<M: rdkafka::Message>(h: &hookline_telemetry::Histogram, msg: &M) {
     if let Some(ts) = msg.timestamp().to_millis() {
-        hookline_telemetry::observe_record_age(h, ts);
+        let age_ms = hookline_domain::time::now_ms().saturating_sub(ts).max(0);
+        h.observe(age_ms as f64 / 1000.0);
     }
 }
 

@@ -231,14 +231,6 @@ pub fn record_age_histogram(role: &'static str) -> Histogram {
     metrics().record_age_at_pickup.get_or_create(&labels([(names::OP, role)])).clone()
 }
 
-/// Records `timestamp_ms` (a record's Kafka timestamp, ms since the epoch) as an age at pickup
-/// now; a timestamp from the future counts as 0.
-pub fn observe_record_age(h: &Histogram, timestamp_ms: i64) {
-    let now_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    h.observe(now_ms.saturating_sub(timestamp_ms).max(0) as f64 / 1000.0);
-}
-
 /// Records one call's duration and result.
 pub fn observe(h: &Histograms, c: &Counters, op: &'static str, ok: &str, took: Duration) {
     h.get_or_create(&labels([(names::OP, op)])).observe(took.as_secs_f64());
