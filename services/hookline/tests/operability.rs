@@ -122,6 +122,17 @@ async fn metrics_cover_the_pipeline_and_pass_promtool() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(events > 0.0, "the projector counts what it applies");
+    // Each role's age histogram exists from its start: check that records were observed.
+    let picked_up = |role: &str| {
+        let prefix = format!("hookline_record_age_at_pickup_seconds_count{{op=\"{role}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    assert!(picked_up("router") >= 10.0, "the router observed each of the 10 triggers\n{text}");
+    assert!(
+        picked_up("dispatcher") >= 20.0,
+        "the dispatcher observed the 5 good deliveries and the 15 attempts to the failing endpoint\n{text}"
+    );
+    assert!(picked_up("projector") > 0.0, "the projector observed its records\n{text}");
     promtool_check(&text);
 
     // Readiness names its checks.
