@@ -102,8 +102,9 @@ pub struct KafkaOptions {
     pub instance_id: String,
     /// Extra librdkafka properties for every Kafka client Hookline creates, e.g. TLS or SASL:
     /// `{ "security.protocol" = "SASL_SSL", "sasl.mechanism" = "SCRAM-SHA-512", ... }`, or
-    /// `debug`. Properties Hookline sets itself (delivery guarantees, group and transaction
-    /// settings) are refused. Default none.
+    /// `debug`, or `compression.type` (Hookline's producers use `lz4` unless it is set here).
+    /// Properties Hookline sets itself (delivery guarantees, group and transaction settings)
+    /// are refused. Default none.
     #[serde(default)]
     pub client_properties: std::collections::BTreeMap<String, String>,
 }

@@ -19,8 +19,12 @@ pub fn base_config(kafka: &KafkaOptions, client_id: &str) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", kafka.linger_ms.to_string())
-        .set("compression.type", "lz4")
         .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string());
+    // lz4 unless the operator chose a codec in `kafka.client_properties`.
+    let chosen = ["compression.type", "compression.codec"].iter().any(|k| kafka.client_properties.contains_key(*k));
+    if !chosen {
+        c.set("compression.type", "lz4");
+    }
     c
 }
 
@@ -57,5 +61,18 @@ impl EventProducer {
 
     pub fn inner(&self) -> &FutureProducer {
         &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lz4_unless_the_operator_chose_a_codec() {
+        let mut kafka = hookline_config::Config::defaults().expect("defaults").kafka;
+        assert_eq!(base_config(&kafka, "t").get("compression.type"), Some("lz4"));
+        kafka.client_properties.insert("compression.type".into(), "none".into());
+        assert_eq!(base_config(&kafka, "t").get("compression.type"), Some("none"));
     }
 }
