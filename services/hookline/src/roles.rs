@@ -61,10 +61,7 @@ pub fn init_logging(log: &LogOptions, telemetry: &TelemetryOptions) -> anyhow::R
         let resource = opentelemetry_sdk::Resource::builder().with_service_name(telemetry.service_name.clone()).build();
         let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
         let tracer = provider.tracer("hookline");
-        // With a level hint, the process-wide maximum stays at debug (not trace), so trace-level
-        // records of dependencies are still dropped before any filter sees them.
-        let spans = tracing_subscriber::filter::filter_fn(|m| m.is_span() && *m.level() <= tracing::Level::DEBUG)
-            .with_max_level_hint(tracing::Level::DEBUG);
+        let spans = tracing_subscriber::filter::filter_fn(|m| m.is_span() && *m.level() <= tracing::Level::DEBUG);
         let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter()?.or(spans));
         (Some(otel), Some(provider))
     };
