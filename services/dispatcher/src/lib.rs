@@ -351,14 +351,14 @@ async fn run_single_in_span(
                 match prepare(&sh.prepared, e, &sh.master_keys, &sh.engine).await {
                     Err(message) => AttemptResult::Permanent { kind: "config", message },
                     Ok(p) => match request::build(&d, e, p, time::now_ms(), sh.max_timeout)
-                        .instrument(tracing::debug_span!("build_request"))
+                        .instrument(tracing::info_span!("build_request"))
                         .await
                     {
                         Err(b) => AttemptResult::Permanent { kind: b.kind, message: b.message },
                         Ok(req) => match sh
                             .client
                             .post(req)
-                            .instrument(tracing::debug_span!("http_post", attempt = d.envelope.attempt))
+                            .instrument(tracing::info_span!("http_post", attempt = d.envelope.attempt))
                             .await
                         {
                             Ok(r) => AttemptResult::Http(r),
@@ -451,7 +451,7 @@ async fn run_batch_in_span(
                 results[i] = Some(AttemptResult::Permanent { kind: b.kind, message: b.message });
             }
             if let Some(req) = req {
-                let shared = match sh.client.post(req).instrument(tracing::debug_span!("http_post")).await {
+                let shared = match sh.client.post(req).instrument(tracing::info_span!("http_post")).await {
                     Ok(r) => AttemptResult::Http(r),
                     Err(err) => AttemptResult::Failed(err),
                 };
