@@ -22,6 +22,7 @@ pub mod outcome;
 pub mod request;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +40,24 @@ use hookline_outbound::{OutboundClient, OutboundOptions};
 use hookline_schemas::{AnyEvent, Codec, DeliveryRequested};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
+
+/// Whether each attempt gets its own `build_request` and `http_post` spans. Off by default:
+/// every span is allocated and its fields formatted by the log layer when it is created,
+/// whether or not anything inside it logs, and two more per attempt show in the process's CPU
+/// at thousands of deliveries/s (README, "Performance"). `init_logging` turns them on when spans are exported over OTLP or
+/// the log level is debug or finer; the `deliver` span around each attempt is always there.
+static ATTEMPT_SPANS: AtomicBool = AtomicBool::new(false);
+
+/// Turns the per-attempt `build_request` and `http_post` spans on or off (process-wide).
+pub fn trace_attempt_steps(on: bool) {
+    ATTEMPT_SPANS.store(on, Ordering::Relaxed);
+}
+
+/// `make()` when per-attempt spans are on, else a disabled span that costs nothing.
+fn attempt_span(make: impl FnOnce() -> Span) -> Span {
+    if ATTEMPT_SPANS.load(Ordering::Relaxed) { make() } else { Span::none() }
+}
 
 use crate::offsets::PartitionOffsets;
 use crate::outcome::{AttemptResult, Context, Output};
@@ -351,14 +369,14 @@ async fn run_single_in_span(
                 match prepare(&sh.prepared, e, &sh.master_keys, &sh.engine).await {
                     Err(message) => AttemptResult::Permanent { kind: "config", message },
                     Ok(p) => match request::build(&d, e, p, time::now_ms(), sh.max_timeout)
-                        .instrument(tracing::info_span!("build_request"))
+                        .instrument(attempt_span(|| tracing::info_span!("build_request")))
                         .await
                     {
                         Err(b) => AttemptResult::Permanent { kind: b.kind, message: b.message },
                         Ok(req) => match sh
                             .client
                             .post(req)
-                            .instrument(tracing::info_span!("http_post", attempt = d.envelope.attempt))
+                            .instrument(attempt_span(|| tracing::info_span!("http_post", attempt = d.envelope.attempt)))
                             .await
                         {
                             Ok(r) => AttemptResult::Http(r),
@@ -451,10 +469,11 @@ async fn run_batch_in_span(
                 results[i] = Some(AttemptResult::Permanent { kind: b.kind, message: b.message });
             }
             if let Some(req) = req {
-                let shared = match sh.client.post(req).instrument(tracing::info_span!("http_post")).await {
-                    Ok(r) => AttemptResult::Http(r),
-                    Err(err) => AttemptResult::Failed(err),
-                };
+                let shared =
+                    match sh.client.post(req).instrument(attempt_span(|| tracing::info_span!("http_post"))).await {
+                        Ok(r) => AttemptResult::Http(r),
+                        Err(err) => AttemptResult::Failed(err),
+                    };
                 record_outcome(&sh.flow, &endpoint_id, &shared);
                 for r in results.iter_mut().filter(|r| r.is_none()) {
                     *r = Some(match &shared {
@@ -930,4 +949,29 @@ fn commit(
     producer.commit(consumer, &tpl)?;
     mark_committed(partitions, &moved);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_steps_are_traced_only_when_switched_on() {
+        let mut made = 0;
+        assert!(
+            attempt_span(|| {
+                made += 1;
+                tracing::info_span!("http_post")
+            })
+            .is_none()
+        );
+        assert_eq!(made, 0, "a span nobody asked for is not built");
+        trace_attempt_steps(true);
+        let _ = attempt_span(|| {
+            made += 1;
+            Span::none()
+        });
+        trace_attempt_steps(false);
+        assert_eq!(made, 1);
+    }
 }

@@ -58,6 +58,9 @@ pub fn init_logging(log: &LogOptions, telemetry: &TelemetryOptions) -> anyhow::R
         let tracer = provider.tracer("hookline");
         (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
     };
+    // The per-attempt spans are for a trace collector or a debug log; they cost CPU otherwise.
+    let finer_than_info = filter.max_level_hint().is_some_and(|l| l >= tracing::level_filters::LevelFilter::DEBUG);
+    hookline_dispatcher::trace_attempt_steps(otel.is_some() || finer_than_info);
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
