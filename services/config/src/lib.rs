@@ -89,8 +89,9 @@ pub struct KafkaOptions {
     /// Producer linger in ms: how long records wait to be batched. Default 5: librdkafka's
     /// idempotent producer keeps one request in flight per partition and busy-polls while
     /// newer records have waited longer than this, so a linger near the broker's
-    /// acknowledgement time saves CPU (measured: p50 at 1,000 triggers/s 74–118 ms with 5 against
-    /// 132–174 ms with 2). Transaction commits send at once whatever the linger.
+    /// acknowledgement time saves CPU (measured at 1,000 triggers/s: 1 instead of 5 costs Hookline
+    /// 14% and Kafka 25% more CPU for a p50 1–6 ms lower and no better p99). Transaction commits
+    /// send at once whatever the linger.
     pub linger_ms: u32,
     /// Consumer group session timeout in ms. Default 10000.
     pub session_timeout_ms: u32,
