@@ -42,11 +42,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
+use crate::offsets::PartitionOffsets;
+use crate::outcome::{AttemptResult, Context, Output};
+use crate::request::Prepared;
+
 /// Whether each attempt gets its own `build_request` and `http_post` spans. Off by default:
-/// every span is allocated and its fields formatted by the log layer when it is created,
-/// whether or not anything inside it logs, and two more per attempt show in the process's CPU
-/// at thousands of deliveries/s (README, "Performance"). `init_logging` turns them on when spans are exported over OTLP or
-/// the log level is debug or finer; the `deliver` span around each attempt is always there.
+/// every span is allocated, and its fields formatted by the log layer, when it is created,
+/// whether or not anything inside it logs (these two were ~1% of the process's perf samples at
+/// 5,000 deliveries/s). `init_logging` turns them on when spans are exported over OTLP or the
+/// log level is debug or finer; the `deliver` span around each attempt is always there.
 static ATTEMPT_SPANS: AtomicBool = AtomicBool::new(false);
 
 /// Turns the per-attempt `build_request` and `http_post` spans on or off (process-wide).
@@ -58,10 +62,6 @@ pub fn trace_attempt_steps(on: bool) {
 fn attempt_span(make: impl FnOnce() -> Span) -> Span {
     if ATTEMPT_SPANS.load(Ordering::Relaxed) { make() } else { Span::none() }
 }
-
-use crate::offsets::PartitionOffsets;
-use crate::outcome::{AttemptResult, Context, Output};
-use crate::request::Prepared;
 
 /// How often outcome records and offsets are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
