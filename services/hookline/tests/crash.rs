@@ -46,14 +46,26 @@ fn distinct(receiver: &Receiver, path: &str) -> (HashSet<u64>, usize) {
     (ids_by_i.keys().copied().collect(), got.len())
 }
 
-async fn wait_all(receiver: &Receiver, path: &str, n: usize, timeout: Duration) -> usize {
+/// Waits until all `n` messages arrived; returns how many were redelivered. On a timeout, the
+/// panic names the missing messages and shows what `procs` logged.
+async fn wait_all(receiver: &Receiver, path: &str, n: usize, timeout: Duration, procs: &[&Hookline]) -> usize {
     let deadline = Instant::now() + timeout;
     loop {
         let (set, total) = distinct(receiver, path);
         if set.len() == n {
             return total - n;
         }
-        assert!(Instant::now() < deadline, "{path}: {} of {n} distinct messages after {timeout:?}", set.len());
+        if Instant::now() >= deadline {
+            let missing: Vec<usize> = (0..n).filter(|i| !set.contains(&(*i as u64))).collect();
+            let logs: Vec<String> = procs.iter().map(|p| p.log_report(15)).collect();
+            panic!(
+                "{path}: {} of {n} distinct messages after {timeout:?}; {} missing, the first: {:?}\n{}",
+                set.len(),
+                missing.len(),
+                &missing[..missing.len().min(30)],
+                logs.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -67,7 +79,7 @@ async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
     // Slow enough that deliveries are in flight when the kill lands.
     receiver.set("/sink", Behaviour::Delay(Duration::from_millis(30)));
     let api = Hookline::start(BIN, &env, "api", &[]).await;
-    let _scheduler = Hookline::start(BIN, &env, "scheduler", &[]).await;
+    let scheduler = Hookline::start(BIN, &env, "scheduler", &[]).await;
     let mut router = Hookline::start(BIN, &env, "router", &[]).await;
     let mut dispatcher = Hookline::start(BIN, &env, "dispatcher", &[]).await;
     create_endpoint(&api, receiver.url("/sink"), &["load.*"]).await;
@@ -84,9 +96,10 @@ async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
     for b in 3..6 {
         trigger_batch(&api, "load.tick", b * 100, 100).await;
     }
-    let _router = Hookline::start(BIN, &env, "router", &[]).await;
-    let _dispatcher = Hookline::start(BIN, &env, "dispatcher", &[]).await;
-    let dupes = wait_all(&receiver, "/sink", N, Duration::from_secs(60)).await;
+    let router2 = Hookline::start(BIN, &env, "router", &[]).await;
+    let dispatcher2 = Hookline::start(BIN, &env, "dispatcher", &[]).await;
+    let procs = [&api, &scheduler, &router, &dispatcher, &router2, &dispatcher2];
+    let dupes = wait_all(&receiver, "/sink", N, Duration::from_secs(60), &procs).await;
     eprintln!("kill -9 test: {N} messages delivered, {dupes} redelivered with the same webhook-id");
 }
 

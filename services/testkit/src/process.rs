@@ -17,6 +17,9 @@ pub struct Hookline {
     pub child: Child,
     pub api: SocketAddr,
     bin: String,
+    role: String,
+    /// Where the process's stderr (its log) goes.
+    log_path: std::path::PathBuf,
 }
 
 /// Environment that points a process at this test's topics, keyspace and Redis prefix, with
@@ -87,7 +90,7 @@ impl Hookline {
                 .stderr(log)
                 .spawn()
                 .expect("spawn hookline");
-            let mut h = Self { child, api, bin: bin.to_string() };
+            let mut h = Self { child, api, bin: bin.to_string(), role: role.to_string(), log_path: log_path.clone() };
             if role != "all" && role != "api" {
                 return h;
             }
@@ -152,6 +155,39 @@ impl Hookline {
     pub fn bin(&self) -> &str {
         &self.bin
     }
+
+    /// What a failing test should print about this process: its role and log file, its last
+    /// `lines` warnings and errors, and its last `lines` lines (colour codes removed).
+    pub fn log_report(&self, lines: usize) -> String {
+        let log = strip_colours(&std::fs::read_to_string(&self.log_path).unwrap_or_default());
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+        format!(
+            "--- {} ({}): {} warnings/errors, the last {lines}:\n{}\n--- its last {lines} lines:\n{}",
+            self.role,
+            self.log_path.display(),
+            warnings.len(),
+            warnings[warnings.len().saturating_sub(lines)..].join("\n"),
+            tail(&log, lines)
+        )
+    }
+}
+
+/// `s` without ANSI colour sequences (ESC [ ... m).
+fn strip_colours(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for Hookline {
