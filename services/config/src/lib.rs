@@ -97,13 +97,16 @@ pub struct KafkaOptions {
     pub session_timeout_ms: u32,
     /// Stable identity of this process (e.g. a pod name), used in transactional ids so that a
     /// restarted instance fences its predecessor and aborts its open transaction at once.
-    /// Empty (default) = a random id per start: safe, but after a crash readers may wait up to
-    /// the 10 s transaction timeout for the dead instance's open transaction to expire.
+    /// Empty (default) = a random id per start: safe, but after a crash readers wait for the
+    /// dead instance's open transaction to expire: the 10 s transaction timeout plus up to the
+    /// broker's `transaction.abort.timed.out.transaction.cleanup.interval.ms` (10 s by default).
     #[serde(default)]
     pub instance_id: String,
     /// Extra librdkafka properties for every Kafka client Hookline creates, e.g. TLS or SASL:
     /// `{ "security.protocol" = "SASL_SSL", "sasl.mechanism" = "SCRAM-SHA-512", ... }`, or
-    /// `debug`, or `compression.type` (Hookline's producers use `lz4` unless it is set here).
+    /// `debug`, or `compression.type` (Hookline's producers use `lz4` unless it is set here), or
+    /// the consumers' prefetch queue (unless set here, `queued.max.messages.kbytes` is 2048, and
+    /// librdkafka's 65536 for the dispatcher; `fetch.queue.backoff.ms` is 10).
     /// Properties Hookline sets itself (delivery guarantees, group and transaction settings)
     /// are refused. Default none.
     #[serde(default)]

@@ -536,8 +536,10 @@ pub async fn run(
     let topics = Topics::from_options(kafka);
     let group = format!("{}dispatcher", kafka.topic_prefix);
     let client_id = format!("hookline-dispatcher-{}", uuid::Uuid::now_v7().simple());
-    let consumer: Consumer_ = consumer::base_config(kafka, &group, &client_id)
-        .set("fetch.wait.max.ms", "20")
+    let mut cfg = consumer::base_config(kafka, &group, &client_id);
+    cfg.set("fetch.wait.max.ms", "20");
+    consumer::with_large_prefetch(&mut cfg, kafka);
+    let consumer: Consumer_ = cfg
         .create_with_context(RebalanceLog::default())
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     consumer
