@@ -125,7 +125,7 @@ mod tests {
         super::with_large_prefetch(&mut c, &kafka);
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("4096"));
         // librdkafka accepts the settings.
-        let _: StreamConsumer = c.create().unwrap();
+        let _: rdkafka::consumer::BaseConsumer = c.create().unwrap();
     }
 
     /// No broker answers (nothing listens on the port): the rewind keeps trying instead of
