@@ -22,8 +22,8 @@ pub fn base_config(kafka: &KafkaOptions, group: &str, client_id: &str) -> Client
     // fetching for 1 s once that is full: a projector running behind kept its queue full. With
     // 2 MB and a 10 ms pause for every group member but the dispatcher, Hookline's peak RSS fell
     // 235 -> 146 MB in a closed loop of 100,000 and 251 -> 149 MB in the burst of 100,000
-    // (medians of three alternated pairs), at the same throughput (README, "Eighth round"). The 2 MB with the default 1 s pause cut the
-    // closed loop's throughput to a quarter.
+    // (medians of three alternated pairs), at the same throughput (README, "Eighth round").
+    // The 2 MB with the default 1 s pause cut the closed loop's throughput to a quarter.
     for (key, value) in PREFETCH {
         if !kafka.client_properties.contains_key(key) {
             c.set(key, value);
@@ -33,15 +33,16 @@ pub fn base_config(kafka: &KafkaOptions, group: &str, client_id: &str) -> Client
 }
 
 /// Hookline's prefetch settings for every consumer group member (see [`base_config`]).
-const PREFETCH: [(&str, &str); 2] = [("queued.max.messages.kbytes", "2048"), ("fetch.queue.backoff.ms", "10")];
+const PREFETCH: [(&str, &str); 2] = [(QUEUE_KB, "2048"), ("fetch.queue.backoff.ms", "10")];
+const QUEUE_KB: &str = "queued.max.messages.kbytes";
 
 /// Gives `c` librdkafka's own prefetch queue (64 MB) back, unless the operator chose one. For
 /// the dispatcher: the records it holds are bounded by `dispatcher.max_in_flight_per_partition`
 /// anyway, and with 2 MB the fan-out scenario (1,000 endpoints) delivered 14% fewer per second
 /// (five alternated pairs).
 pub fn with_large_prefetch(c: &mut ClientConfig, kafka: &KafkaOptions) {
-    if !kafka.client_properties.contains_key(PREFETCH[0].0) {
-        c.set(PREFETCH[0].0, "65536");
+    if !kafka.client_properties.contains_key(QUEUE_KB) {
+        c.set(QUEUE_KB, "65536");
     }
 }
 
