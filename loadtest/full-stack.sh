@@ -38,5 +38,5 @@ start=$(date +%s.%N)
 $BIN projector rebuild >"$OUT/full-stack-rebuild.txt" 2>"$OUT/full-stack-rebuild.log"
 echo "rebuild wall seconds (incl. 5 s grace before dropping the old set): $(echo "$(date +%s.%N) - $start" | bc)" >>"$OUT/full-stack-rebuild.txt"
 grep -E '^(triggers|deliveries|latency|verdict)' "$OUT/full-stack-steady.txt"
-grep -E 'rebuild: (replaying|caught up)' "$OUT/full-stack-rebuild.log" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-120
+grep -E 'rebuild: (replaying|caught up)' "$OUT/full-stack-rebuild.log" | cut -c1-120
 cat "$OUT/full-stack-rebuild.txt"

@@ -37,7 +37,10 @@ pub fn init_logging(log: &LogOptions, telemetry: &TelemetryOptions) -> anyhow::R
     use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         EnvFilter::try_new(&log.level).with_context(|| format!("invalid value {:?} for key `log.level`", log.level))?;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only on a terminal: a file, a pipe or journald gets plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = if log.format == "json" { fmt.json().boxed() } else { fmt.boxed() };
     let (otel, provider) = if telemetry.otlp_endpoint.is_empty() {
         (None, None)

@@ -54,7 +54,7 @@ fn config_check_prints_the_effective_config() {
 }
 
 #[test]
-fn all_roles_answer_healthz_and_stop_on_sigterm() {
+fn all_roles_answer_healthz_stop_on_sigterm_and_log_plain_text() {
     let env = hookline_testkit::TestEnv::new();
     hookline_testkit::process::Hookline::create_topics(BIN, &env);
     hookline_testkit::process::Hookline::migrate(BIN, &env);
@@ -103,6 +103,8 @@ fn all_roles_answer_healthz_and_stop_on_sigterm() {
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(status.success(), "exit {status:?}: {stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
+    // A pipe (or a file, or journald) gets plain text: colour codes only on a terminal.
+    assert!(stderr.contains(" INFO ") && !stderr.contains('\u{1b}'), "{stderr:?}");
 }
 
 /// A minimal HTTP/1.1 GET, so the test needs no client crate.

@@ -157,9 +157,9 @@ impl Hookline {
     }
 
     /// What a failing test should print about this process: its role and log file, its last
-    /// `lines` warnings and errors, and its last `lines` lines (colour codes removed).
+    /// `lines` warnings and errors, and its last `lines` lines.
     pub fn log_report(&self, lines: usize) -> String {
-        let log = strip_colours(&std::fs::read_to_string(&self.log_path).unwrap_or_default());
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
         format!(
             "--- {} ({}): {} warnings/errors, the last {lines}:\n{}\n--- its last {lines} lines:\n{}",
@@ -170,24 +170,6 @@ impl Hookline {
             tail(&log, lines)
         )
     }
-}
-
-/// `s` without ANSI colour sequences (ESC [ ... m).
-fn strip_colours(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl Drop for Hookline {
