@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# loadtest/smoke.sh — a tiny run of scenario (a) against an already started stack.
+# loadtest/smoke.sh — a tiny run of scenario (a) against an already started stack, then one
+# interrupted by SIGTERM (it must stop its hookline, remove its topics and exit 130).
 #
 #   eval "$(dev/stack env)"        # or any HOOKLINE_KAFKA__BROKERS / HOOKLINE_REDIS__URL
 #   loadtest/smoke.sh               # builds (debug) if needed, runs, exits non-zero on any loss
@@ -45,3 +46,36 @@ fi
   --verify-signatures \
   --quiet \
   --out "$OUT"
+
+# An interrupted run (SIGTERM, Ctrl-C) kills its `hookline all` and removes its topics and
+# keyspace, then exits 130: nothing keeps loading the stack after the tool is gone.
+ilog="$OUT.interrupted.log"
+"$BIN_DIR/loadtest" run a --hookline "$BIN_DIR/hookline" --rate 20 --duration 120 --partitions 2 \
+  --quiet --out "$OUT.interrupted.json" >"$ilog" 2>&1 &
+lt=$!
+child=
+for _ in $(seq 1 1200); do
+  # Past "creating ... endpoint(s)", the child has answered /readyz.
+  if grep -q 'creating 1 endpoint' "$ilog"; then
+    child=$(pgrep -P "$lt" -f 'hookline all' || true)
+    break
+  fi
+  kill -0 "$lt" 2>/dev/null || break
+  sleep 0.1
+done
+if [[ -z $child ]]; then
+  cat "$ilog" >&2
+  echo "smoke: the run to interrupt did not start its hookline" >&2
+  kill -TERM "$lt" 2>/dev/null || true
+  exit 1
+fi
+kill -TERM "$lt"
+rc=0
+wait "$lt" || rc=$?
+if [[ $rc != 130 ]] || kill -0 "$child" 2>/dev/null || ! grep -q '^loadtest: removed' "$ilog"; then
+  cat "$ilog" >&2
+  kill -KILL "$child" 2>/dev/null || true
+  echo "smoke: an interrupted run must exit 130, stop hookline (pid $child) and remove its topics (exit $rc)" >&2
+  exit 1
+fi
+echo "smoke: an interrupted run stopped its hookline and removed its topics (exit 130)"

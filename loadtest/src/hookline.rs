@@ -7,6 +7,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -24,6 +25,27 @@ pub struct Hookline {
 /// The run's keyspace (see [`run_env`]).
 fn keyspace_of(prefix: &str) -> String {
     prefix.trim_end_matches('.').replace(['.', '-'], "_")
+}
+
+/// The run whose topics and keyspace are still to be removed (brokers, prefix): what an
+/// interrupted tool removes on its way out ([`clean_up_after_interrupt`]).
+static PENDING_CLEAN_UP: Mutex<Option<(String, String)>> = Mutex::new(None);
+
+/// Records (`Some`) or forgets (`None`) the run an interrupt must clean up after.
+pub fn set_pending_clean_up(run: Option<(&str, &str)>) {
+    *PENDING_CLEAN_UP.lock().unwrap_or_else(|e| e.into_inner()) = run.map(|(b, p)| (b.to_string(), p.to_string()));
+}
+
+/// After an interrupt (the run's future, hence its `hookline all` child, already dropped):
+/// removes the interrupted run's topics and keyspace, as a finished run does.
+pub async fn clean_up_after_interrupt() {
+    let pending = PENDING_CLEAN_UP.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some((brokers, prefix)) = pending {
+        match clean_up(&brokers, &prefix).await {
+            Ok(what) => eprintln!("loadtest: removed {what}"),
+            Err(e) => eprintln!("loadtest: could not remove the run's topics and keyspace: {e:#}"),
+        }
+    }
 }
 
 /// Deletes a run's topics and drops its keyspace; says what it removed.

@@ -154,6 +154,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut interrupted_by = None;
     let result = match cli.command {
         Command::List => {
             for s in scenario::SCENARIOS {
@@ -171,14 +172,46 @@ fn main() -> ExitCode {
             print!("{text}");
             true
         }),
-        Command::Run(args) => rt.block_on(run::run_all(*args)),
+        Command::Run(args) => rt.block_on(async {
+            let outcome = tokio::select! {
+                r = run::run_all(*args) => Ok(r),
+                sig = interrupted() => Err(sig),
+            };
+            // Past the select, the run's future is dropped: its `hookline all` child is killed.
+            match outcome {
+                Ok(r) => r,
+                Err(sig) => {
+                    eprintln!("loadtest: interrupted by {sig}; stopped hookline");
+                    hookline::clean_up_after_interrupt().await;
+                    interrupted_by = Some(sig);
+                    Ok(false)
+                }
+            }
+        }),
     };
     match result {
+        _ if interrupted_by.is_some() => ExitCode::from(130),
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(3),
         Err(e) => {
             eprintln!("loadtest: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The first SIGINT, SIGTERM or SIGHUP: a run stops, kills its `hookline all` and removes its
+/// topics, instead of dying and leaving the child running (and loading the stack).
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
     }
 }

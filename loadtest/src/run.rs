@@ -19,7 +19,7 @@ use crate::RunArgs;
 use crate::api::{Api, ensure_loopback, host_of};
 use crate::clock::now_us;
 use crate::generate::{GenConfig, Generator, Target, TriggerPath};
-use crate::hookline::{Hookline, free_port, run_env};
+use crate::hookline::{Hookline, free_port, run_env, set_pending_clean_up};
 use crate::lag::LagSampler;
 use crate::procs::{Sampler, Watched, pid_from_stack_dir, pid_listening_on, pids_named};
 use crate::report::{
@@ -183,6 +183,9 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
             std::fs::create_dir_all(&log_dir)?;
             let log = log_dir.join(format!("{}hookline.log", prefix));
             eprintln!("loadtest: starting {} all (topic prefix {prefix}, log {})", bin.display(), log.display());
+            if !args.keep {
+                set_pending_clean_up(Some((&args.brokers, &prefix)));
+            }
             let h = Hookline::start(&bin, &env, port, &token, log).await?;
             let url = h.api_url.clone();
             (Some(h), url, token, Some(prefix))
@@ -330,6 +333,7 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
             Ok(what) => eprintln!("loadtest: removed {what} (--keep keeps them)"),
             Err(e) => eprintln!("loadtest: could not remove the run's topics and keyspace: {e:#}"),
         }
+        set_pending_clean_up(None);
     }
 
     // Report.
