@@ -3,6 +3,7 @@
 //! - [`Topics`]: every topic name, derived from the configured prefix.
 //! - [`admin`]: idempotent topic creation (`hookline topics create`) and metadata checks.
 //! - [`producer`]: the idempotent (acks=all) producer used by the API and the roles.
+//! - [`polled`]: the producer client under both, with its own thread for delivery reports.
 //! - [`consumer`]: consumer settings shared by every role (manual offset store, no auto-commit).
 //! - [`catalog`]: the in-memory endpoint catalog, loaded from and following the endpoints topic.
 //! - [`txn`]: transactional produce + offset commit (exactly-once state changes).
@@ -11,6 +12,7 @@ pub mod admin;
 pub mod catalog;
 pub mod consumer;
 mod error;
+pub mod polled;
 pub mod producer;
 mod topics;
 pub mod txn;

@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use hookline_config::KafkaOptions;
 use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::producer::BaseRecord;
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::oneshot;
 
 use crate::KafkaError;
+use crate::polled::{AwaitedReports, PolledProducer};
 
 /// How long a send may wait in the local queue and for the broker's ack.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,25 +34,38 @@ pub fn base_config(kafka: &KafkaOptions, client_id: &str) -> ClientConfig {
 /// A shared, cheap-to-clone idempotent producer.
 #[derive(Clone)]
 pub struct EventProducer {
-    inner: FutureProducer,
+    inner: PolledProducer<AwaitedReports>,
 }
 
 impl EventProducer {
     pub fn new(kafka: &KafkaOptions, client_id: &str) -> Result<Self, KafkaError> {
-        let inner = base_config(kafka, client_id)
-            .create()
+        let inner = PolledProducer::create(&base_config(kafka, client_id), AwaitedReports)
             .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
         Ok(Self { inner })
     }
 
     /// Appends one record and waits for the broker's acknowledgement. Returns (partition, offset).
+    /// A full local queue is waited out for up to [`DELIVERY_TIMEOUT`].
     pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(i32, i64), KafkaError> {
-        let record = FutureRecord::to(topic).key(key).payload(value);
-        self.inner
-            .send(record, Timeout::After(DELIVERY_TIMEOUT))
-            .await
-            .map(|d| (d.partition, d.offset))
-            .map_err(|(source, _)| KafkaError::Produce { topic: topic.to_string(), source })
+        let failed = |source| KafkaError::Produce { topic: topic.to_string(), source };
+        let started = std::time::Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(tx)).key(key).payload(value);
+        loop {
+            match self.inner.send(record) {
+                Ok(()) => break,
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if started.elapsed() < DELIVERY_TIMEOUT =>
+                {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((source, _)) => return Err(failed(source)),
+            }
+        }
+        // The report comes from the producer's own thread; a dropped sender means the client
+        // was destroyed with the record still queued.
+        rx.await.unwrap_or(Err(RdKafkaError::Canceled)).map_err(failed)
     }
 
     /// Messages queued or in flight in this producer, as a probe for a metrics gauge.
@@ -57,10 +73,6 @@ impl EventProducer {
         use rdkafka::producer::Producer;
         let p = self.inner.clone();
         move || i64::from(p.in_flight_count())
-    }
-
-    pub fn inner(&self) -> &FutureProducer {
-        &self.inner
     }
 }
 

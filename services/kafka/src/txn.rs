@@ -11,7 +11,9 @@ use std::time::Duration;
 use hookline_config::KafkaOptions;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
+
+use crate::polled::{PolledProducer, UnawaitedReports};
 
 use crate::KafkaError;
 
@@ -30,7 +32,7 @@ pub fn transactional_id(kafka: &KafkaOptions, role: &str) -> String {
 }
 
 pub struct TxnProducer {
-    inner: FutureProducer,
+    inner: PolledProducer<UnawaitedReports>,
     open: bool,
     /// Why a record could not join the open transaction: such a transaction must never commit
     /// (its offsets would move past the lost record), so the next commit aborts it and returns
@@ -42,13 +44,13 @@ pub struct TxnProducer {
     cfg: rdkafka::ClientConfig,
     brokers: String,
     /// The current producer, for the queue gauge (which outlives a renewal).
-    current: std::sync::Arc<std::sync::Mutex<FutureProducer>>,
+    current: std::sync::Arc<std::sync::Mutex<PolledProducer<UnawaitedReports>>>,
 }
 
 /// A transactional producer from `cfg`, its transactions initialised (blocking).
-fn create(cfg: &rdkafka::ClientConfig, brokers: &str) -> Result<FutureProducer, KafkaError> {
-    let inner: FutureProducer =
-        cfg.create().map_err(|source| KafkaError::Client { brokers: brokers.to_string(), source })?;
+fn create(cfg: &rdkafka::ClientConfig, brokers: &str) -> Result<PolledProducer<UnawaitedReports>, KafkaError> {
+    let inner = PolledProducer::create(cfg, UnawaitedReports)
+        .map_err(|source| KafkaError::Client { brokers: brokers.to_string(), source })?;
     inner.init_transactions(TXN_TIMEOUT).map_err(|source| KafkaError::Transaction { source })?;
     Ok(inner)
 }
@@ -145,10 +147,10 @@ impl TxnProducer {
 
     fn enqueue(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
         self.ensure_open()?;
-        let mut record = FutureRecord::to(topic).key(key).payload(value);
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
         loop {
-            match self.inner.send_result(record) {
-                Ok(_delivery) => return Ok(()),
+            match self.inner.send(record) {
+                Ok(()) => return Ok(()),
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     r,
@@ -222,7 +224,7 @@ impl TxnProducer {
     /// Waits (blocking) until every record of the transaction is acknowledged, or `deadline`.
     ///
     /// rust-rdkafka's `commit_transaction` flushes first, and its flush polls the producer's
-    /// queue in 100 ms slices while the FutureProducer's own thread takes the delivery reports:
+    /// queue in 100 ms slices while the producer's own thread takes the delivery reports:
     /// every commit with a record still in flight waited ~100 ms (measured: the router's
     /// commits took 67–100 ms on average at 1,000 triggers/s). Here the wait is in 1 ms steps,
     /// each nudging librdkafka to send at once (a zero-timeout flush skips `linger.ms`), so
