@@ -181,7 +181,7 @@ fn main() -> ExitCode {
             match outcome {
                 Ok(r) => r,
                 Err(sig) => {
-                    eprintln!("loadtest: interrupted by {sig}; stopped hookline");
+                    eprintln!("loadtest: interrupted by {sig}");
                     hookline::clean_up_after_interrupt().await;
                     interrupted_by = Some(sig);
                     Ok(false)
