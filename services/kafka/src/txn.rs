@@ -13,9 +13,8 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::producer::{BaseRecord, Producer};
 
-use crate::polled::{PolledProducer, UnawaitedReports};
-
 use crate::KafkaError;
+use crate::polled::{PolledProducer, UnawaitedReports};
 
 /// Longest a transaction call may block.
 pub const TXN_TIMEOUT: Duration = Duration::from_secs(30);
