@@ -139,7 +139,7 @@ impl Hookline {
         let child = Command::new(bin)
             .arg("all")
             .envs(env.iter().map(|(k, v)| (k, v)))
-            // Even a SIGKILL of this tool then stops the child (within a second, draining).
+            // Even a SIGKILL of this tool then stops the child (noticed within 0.5 s, then drained).
             .env("HOOKLINE_EXIT_WITH_PARENT", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)

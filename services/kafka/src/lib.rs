@@ -29,6 +29,7 @@ pub fn client_config(kafka: &hookline_config::KafkaOptions) -> rdkafka::ClientCo
     c.set("bootstrap.servers", &kafka.brokers);
     c
 }
+
 /// Sets `keys[0]` to Hookline's `value`, unless the operator chose it (under that name or an
 /// alias in `keys[1..]`) in `kafka.client_properties`, whose value then stands.
 pub(crate) fn set_unless_chosen(
