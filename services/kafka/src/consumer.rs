@@ -25,7 +25,7 @@ pub fn base_config(kafka: &KafkaOptions, group: &str, client_id: &str) -> Client
     // (medians of three alternated pairs), at the same throughput (README, "Eighth round").
     // The 2 MB with the default 1 s pause cut the closed loop's throughput to a quarter.
     for (key, value) in PREFETCH {
-        crate::set_unless_chosen(&mut c, kafka, &[key], value);
+        crate::set_unless_chosen(&mut c, kafka, key, &[], value);
     }
     c
 }
@@ -39,7 +39,7 @@ const QUEUE_KB: &str = "queued.max.messages.kbytes";
 /// anyway, and with 2 MB the fan-out scenario (1,000 endpoints) delivered 14% fewer per second
 /// (five alternated pairs).
 pub fn with_large_prefetch(c: &mut ClientConfig, kafka: &KafkaOptions) {
-    crate::set_unless_chosen(c, kafka, &[QUEUE_KB], "65536");
+    crate::set_unless_chosen(c, kafka, QUEUE_KB, &[], "65536");
 }
 
 /// Seeks every assigned partition back to the group's committed offset (the beginning when

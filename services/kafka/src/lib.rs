@@ -30,16 +30,18 @@ pub fn client_config(kafka: &hookline_config::KafkaOptions) -> rdkafka::ClientCo
     c
 }
 
-/// Sets `keys[0]` to Hookline's `value`, unless the operator chose it (under that name or an
-/// alias in `keys[1..]`) in `kafka.client_properties`, whose value then stands.
+/// Sets `key` to Hookline's `value`, unless the operator chose it (under that name or one of its
+/// `aliases`) in `kafka.client_properties`, whose value then stands.
 pub(crate) fn set_unless_chosen(
     c: &mut rdkafka::ClientConfig,
     kafka: &hookline_config::KafkaOptions,
-    keys: &[&str],
+    key: &str,
+    aliases: &[&str],
     value: &str,
 ) {
-    if !keys.iter().any(|k| kafka.client_properties.contains_key(*k)) {
-        c.set(keys[0], value);
+    let chosen = |k: &str| kafka.client_properties.contains_key(k);
+    if !chosen(key) && !aliases.iter().any(|a| chosen(a)) {
+        c.set(key, value);
     }
 }
 

@@ -24,7 +24,7 @@ pub fn base_config(kafka: &KafkaOptions, client_id: &str) -> ClientConfig {
         .set("linger.ms", kafka.linger_ms.to_string())
         .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string());
     // lz4 unless the operator chose a codec in `kafka.client_properties`.
-    crate::set_unless_chosen(&mut c, kafka, &["compression.type", "compression.codec"], "lz4");
+    crate::set_unless_chosen(&mut c, kafka, "compression.type", &["compression.codec"], "lz4");
     c
 }
 
