@@ -30,6 +30,11 @@ pub enum SchedulerError {
 }
 
 const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
+/// A transaction that forwarded a retry commits this soon after the first forward instead of
+/// at the next tick. Until it commits, the deliveries partition it wrote to is held back for
+/// every read-committed reader: the dispatcher sees none of the router's newer deliveries there
+/// (Kafka's last stable offset). The short wait gathers the retries fetched together.
+const FORWARD_LINGER: Duration = Duration::from_millis(2);
 /// A record this close to due is forwarded now.
 const DUE_SLACK_MS: i64 = 10;
 
@@ -83,11 +88,14 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
     let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
     let mut tick = tokio::time::interval(COMMIT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Set by the first forward of the open transaction: when that transaction commits.
+    let mut forwarded: Option<tokio::time::Instant> = None;
 
     loop {
         let next_wake = waiting.values().map(|&(_, at)| at).min();
         let sleep_for = next_wake
             .map_or(Duration::from_secs(3600), |at| Duration::from_millis((at - time::now_ms()).max(0) as u64));
+        let mut commit_now = false;
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -103,23 +111,9 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                     }
                 }
             }
-            _ = tick.tick() => {
-                let mut tpl = TopicPartitionList::new();
-                for ((t, p), o) in &offsets {
-                    let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
-                }
-                // Fails (aborted) also when a record could not join the transaction: redo.
-                match producer.commit(&consumer, &tpl) {
-                    Ok(()) => offsets.clear(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scheduler: transaction failed; re-reading from the committed offsets");
-                        offsets.clear();
-                        waiting.clear();
-                        if !consumer::rewind_to_committed(&consumer, &shutdown).await {
-                            break;
-                        }
-                    }
-                }
+            _ = tick.tick() => commit_now = true,
+            _ = tokio::time::sleep_until(forwarded.unwrap_or_else(tokio::time::Instant::now)), if forwarded.is_some() => {
+                commit_now = true;
             }
             msg = consumer.recv() => {
                 let msg = match msg {
@@ -158,6 +152,7 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                         let _ = producer.send(&topics.deliveries, endpoint_key, value);
                         hookline_telemetry::metrics().retries_due.inc();
                         offsets.insert(key, msg.offset() + 1);
+                        forwarded.get_or_insert_with(|| tokio::time::Instant::now() + FORWARD_LINGER);
                     }
                     Decision::Repark(tier) => {
                         let _ = producer.send(&topics.retry_tier(tier), endpoint_key, value);
@@ -166,17 +161,37 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                 }
             }
         }
+        if commit_now {
+            forwarded = None;
+            // Fails (aborted) also when a record could not join the transaction: redo.
+            match producer.commit(&consumer, &positions(&offsets)) {
+                Ok(()) => offsets.clear(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler: transaction failed; re-reading from the committed offsets");
+                    offsets.clear();
+                    waiting.clear();
+                    if !consumer::rewind_to_committed(&consumer, &shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
     }
-    let mut tpl = TopicPartitionList::new();
-    for ((t, p), o) in &offsets {
-        let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
-    }
-    if let Err(e) = producer.commit(&consumer, &tpl) {
+    if let Err(e) = producer.commit(&consumer, &positions(&offsets)) {
         // Aborted: the next owner redoes the rest from the committed offsets.
         tracing::warn!(error = %e, "scheduler: the last transaction failed; the next owner redoes the rest");
     }
     tracing::info!(role = "scheduler", "stopped");
     Ok(())
+}
+
+/// The consumed positions to commit with the transaction.
+fn positions(offsets: &HashMap<(String, i32), i64>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in offsets {
+        let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+    }
+    tpl
 }
 
 #[cfg(test)]
