@@ -54,6 +54,8 @@ pub struct BreakerChange {
 
 /// How long a delivery turned away by a half-open circuit (probes used up) waits.
 const PROBE_WAIT_MS: i64 = 1_000;
+/// Longest spread of the deliveries an open circuit turned away (see [`Flow::spread`]).
+const MAX_SPREAD_MS: i64 = 10_000;
 /// Locally held tokens older than this are dropped (the shared bucket moved on).
 const TOKEN_TTL: Duration = Duration::from_secs(1);
 
@@ -233,7 +235,7 @@ impl Flow {
             match b.state {
                 CircuitState::Closed => return Gate::Go,
                 CircuitState::Open if now < b.open_until => {
-                    return Gate::Defer { cause: CAUSE_CIRCUIT_OPEN, until_ms: b.open_until };
+                    return Gate::Defer { cause: CAUSE_CIRCUIT_OPEN, until_ms: b.open_until + self.spread() };
                 }
                 _ => {}
             }
@@ -260,8 +262,19 @@ impl Flow {
         if admitted {
             Gate::Go
         } else {
-            Gate::Defer { cause: CAUSE_CIRCUIT_OPEN, until_ms: b.open_until.max(now + PROBE_WAIT_MS) }
+            Gate::Defer { cause: CAUSE_CIRCUIT_OPEN, until_ms: b.open_until.max(now + PROBE_WAIT_MS) + self.spread() }
         }
+    }
+
+    /// A random wait added to a circuit-open deferral: up to a third of the first cool-down,
+    /// at most [`MAX_SPREAD_MS`]. Without it, every delivery deferred while the circuit was open
+    /// comes back the moment the cool-down ends, finds the circuit half-open with its probes
+    /// out, and is deferred again every [`PROBE_WAIT_MS`] until a probe answers: thousands of
+    /// records a second through the retry tiers and the dispatcher, which other endpoints'
+    /// deliveries felt (scenario c of the load tool). Spread, the backlog returns as a trickle,
+    /// which is also what a recovering endpoint wants.
+    fn spread(&self) -> i64 {
+        spread_ms(self.policy.cooldown_ms, rand::random::<f64>())
     }
 
     /// Takes one token, waiting up to `max_wait_ms`; `Err(wait)` when the wait would be longer.
@@ -388,5 +401,26 @@ impl Flow {
             );
         }
         changes
+    }
+}
+
+/// [`Flow::spread`] for a uniform `unit` in [0, 1).
+fn spread_ms(cooldown_ms: i64, unit: f64) -> i64 {
+    let max = (cooldown_ms / 3).clamp(0, MAX_SPREAD_MS);
+    (unit.clamp(0.0, 1.0) * max as f64) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn circuit_deferrals_are_spread_over_a_third_of_the_cooldown_at_most_ten_seconds() {
+        assert_eq!(spread_ms(30_000, 0.0), 0);
+        assert_eq!(spread_ms(30_000, 0.5), 5_000);
+        assert_eq!(spread_ms(30_000, 0.999_999), 9_999);
+        assert_eq!(spread_ms(600_000, 0.999_999), 9_999);
+        assert_eq!(spread_ms(1_000, 0.999_999), 333);
+        assert_eq!(spread_ms(100, 2.0), 33);
     }
 }
