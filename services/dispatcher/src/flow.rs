@@ -207,10 +207,10 @@ impl Flow {
                     let ms = (until_ms - time::now_ms()).clamp(10, PROBE_WAIT_MS);
                     tokio::time::sleep(Duration::from_millis(ms as u64)).await;
                 }
-                deferred => {
+                Gate::Defer { cause, until_ms } => {
                     self.stats.deferred_circuit_open.fetch_add(1, Ordering::Relaxed);
                     deferred_metric(CAUSE_CIRCUIT_OPEN);
-                    return deferred;
+                    return Gate::Defer { cause, until_ms: until_ms + self.spread() };
                 }
             }
         }
@@ -235,7 +235,7 @@ impl Flow {
             match b.state {
                 CircuitState::Closed => return Gate::Go,
                 CircuitState::Open if now < b.open_until => {
-                    return Gate::Defer { cause: CAUSE_CIRCUIT_OPEN, until_ms: b.open_until + self.spread() };
+                    return Gate::Defer { cause: CAUSE_CIRCUIT_OPEN, until_ms: b.open_until };
                 }
                 _ => {}
             }
@@ -262,12 +262,13 @@ impl Flow {
         if admitted {
             Gate::Go
         } else {
-            Gate::Defer { cause: CAUSE_CIRCUIT_OPEN, until_ms: b.open_until.max(now + PROBE_WAIT_MS) + self.spread() }
+            Gate::Defer { cause: CAUSE_CIRCUIT_OPEN, until_ms: b.open_until.max(now + PROBE_WAIT_MS) }
         }
     }
 
-    /// A random wait added to a circuit-open deferral: up to a third of the first cool-down,
-    /// at most [`MAX_SPREAD_MS`]. Without it, every delivery deferred while the circuit was open
+    /// A random wait added to a circuit-open deferral (not to an ordered endpoint's wait in
+    /// place, which makes no herd): up to a third of the first cool-down, at most
+    /// [`MAX_SPREAD_MS`]. Without it, every delivery deferred while the circuit was open
     /// comes back the moment the cool-down ends, finds the circuit half-open with its probes
     /// out, and is deferred again every [`PROBE_WAIT_MS`] until a probe answers: thousands of
     /// records a second through the retry tiers and the dispatcher, which other endpoints'
@@ -420,7 +421,8 @@ mod tests {
         assert_eq!(spread_ms(30_000, 0.5), 5_000);
         assert_eq!(spread_ms(30_000, 0.999_999), 9_999);
         assert_eq!(spread_ms(600_000, 0.999_999), 9_999);
-        assert_eq!(spread_ms(1_000, 0.999_999), 333);
+        assert_eq!(spread_ms(1_000, 0.999_999), 332);
+        assert_eq!(spread_ms(1_000, 1.0), 333);
         assert_eq!(spread_ms(100, 2.0), 33);
     }
 }
