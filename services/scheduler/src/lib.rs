@@ -35,6 +35,9 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 /// every read-committed reader: the dispatcher sees none of the router's newer deliveries there
 /// (Kafka's last stable offset). The short wait gathers the retries fetched together.
 const FORWARD_LINGER: Duration = Duration::from_millis(2);
+/// Shortest time between two commits, so that a steady stream of due retries (a retry storm)
+/// still makes one transaction per this interval at most, not one per forward.
+const MIN_COMMIT_GAP: Duration = Duration::from_millis(20);
 /// A record this close to due is forwarded now.
 const DUE_SLACK_MS: i64 = 10;
 
@@ -90,6 +93,7 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Set by the first forward of the open transaction: when that transaction commits.
     let mut forwarded: Option<tokio::time::Instant> = None;
+    let mut last_commit = tokio::time::Instant::now();
 
     loop {
         let next_wake = waiting.values().map(|&(_, at)| at).min();
@@ -152,7 +156,9 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
                         let _ = producer.send(&topics.deliveries, endpoint_key, value);
                         hookline_telemetry::metrics().retries_due.inc();
                         offsets.insert(key, msg.offset() + 1);
-                        forwarded.get_or_insert_with(|| tokio::time::Instant::now() + FORWARD_LINGER);
+                        forwarded.get_or_insert_with(|| {
+                            (tokio::time::Instant::now() + FORWARD_LINGER).max(last_commit + MIN_COMMIT_GAP)
+                        });
                     }
                     Decision::Repark(tier) => {
                         let _ = producer.send(&topics.retry_tier(tier), endpoint_key, value);
@@ -163,6 +169,8 @@ pub async fn run(config: Arc<Config>, codec: Arc<Codec>, shutdown: CancellationT
         }
         if commit_now {
             forwarded = None;
+            last_commit = tokio::time::Instant::now();
+            tick.reset();
             // Fails (aborted) also when a record could not join the transaction: redo.
             match producer.commit(&consumer, &positions(&offsets)) {
                 Ok(()) => offsets.clear(),
