@@ -176,6 +176,10 @@ impl TxnProducer {
         consumer: &StreamConsumer<C>,
         offsets: &TopicPartitionList,
     ) -> Result<(), KafkaError> {
+        // Nothing to do (an idle tick): no need to leave the runtime for it.
+        if offsets.count() == 0 && !self.is_open() {
+            return Ok(());
+        }
         let meta = if offsets.count() > 0 { consumer.group_metadata() } else { None };
         tokio::task::block_in_place(|| self.commit_blocking(meta.as_ref(), offsets))
     }
