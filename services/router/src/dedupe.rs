@@ -4,9 +4,11 @@
 //!
 //! Triggers are keyed by tenant, so one partition holds every trigger of a tenant and the
 //! router that owns the partition sees them all, in order. Memory is rebuilt from the log:
-//! the first record seen of a partition, or one after a gap in offsets (the partition was
-//! elsewhere for a while), makes the router read the partition back over the window up to
-//! that record before deciding.
+//! the first record seen of a partition, a rewind, or a gap in offsets after the partition was
+//! taken away by a rebalance (it may have been elsewhere for a while) makes the router read the
+//! partition back up to that record before deciding. A gap while the partition stayed here is
+//! transaction markers and aborted records (a transactional producer of triggers, such as the
+//! API's direct fan-out, leaves one marker per transaction): nothing to read back.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -43,6 +45,8 @@ pub struct Dedupe {
     order: VecDeque<(i64, String, String)>,
     /// One past the last offset looked at, per partition.
     next: HashMap<i32, i64>,
+    /// Partitions revoked by a rebalance since their last record here.
+    interrupted: std::collections::HashSet<i32>,
 }
 
 impl Dedupe {
@@ -53,13 +57,22 @@ impl Dedupe {
             seen: HashMap::new(),
             order: VecDeque::new(),
             next: HashMap::new(),
+            interrupted: Default::default(),
         }
+    }
+
+    /// `partition` was revoked by a rebalance: records may be written and judged elsewhere
+    /// before it comes back.
+    pub fn interrupt(&mut self, partition: i32) {
+        self.interrupted.insert(partition);
     }
 
     /// Does `partition` need reading back before `offset` can be judged?
     pub fn needs_restore(&self, partition: i32, offset: i64) -> Option<RestoreFrom> {
         match self.next.get(&partition) {
             Some(&n) if n == offset => None,
+            // Held throughout: the gap is markers and aborted records.
+            Some(&n) if n < offset && !self.interrupted.contains(&partition) => None,
             Some(&n) if n < offset => Some(RestoreFrom::Offset(n)),
             // First sight, or the partition went back (rewind): read the whole window.
             _ => Some(RestoreFrom::WindowStart),
@@ -77,6 +90,7 @@ impl Dedupe {
         at_ms: i64,
     ) -> Verdict {
         self.next.insert(partition, offset + 1);
+        self.interrupted.remove(&partition);
         let Some(key) = key else { return Verdict::First };
         self.prune(at_ms);
         let k = (tenant.to_string(), key.to_string());
@@ -232,7 +246,12 @@ mod tests {
         assert_eq!(d.needs_restore(3, 10), Some(RestoreFrom::WindowStart));
         d.check(3, 10, "acme", None, "t", 0);
         assert_eq!(d.needs_restore(3, 11), None);
-        assert_eq!(d.needs_restore(3, 15), Some(RestoreFrom::Offset(11)));
-        assert_eq!(d.needs_restore(3, 5), Some(RestoreFrom::WindowStart));
+        assert_eq!(d.needs_restore(3, 15), None, "held throughout: the gap is transaction markers");
+        assert_eq!(d.needs_restore(3, 5), Some(RestoreFrom::WindowStart), "a rewind");
+        d.interrupt(3);
+        assert_eq!(d.needs_restore(3, 11), None, "back with nothing written meanwhile");
+        assert_eq!(d.needs_restore(3, 15), Some(RestoreFrom::Offset(11)), "written to while elsewhere");
+        d.check(3, 15, "acme", None, "t", 0);
+        assert_eq!(d.needs_restore(3, 18), None, "held again since");
     }
 }

@@ -26,7 +26,7 @@ use hookline_kafka::{KafkaError, Topics, consumer};
 use hookline_schemas::Codec;
 use tokio_util::sync::CancellationToken;
 
-pub use fanout::{Output, route_record};
+pub use fanout::{Output, ROUTED_HEADER, check, deliveries, route_record, targets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -52,8 +52,10 @@ pub async fn run(
     }
     let group = format!("{}router", kafka.topic_prefix);
     let client_id = format!("hookline-router-{}", uuid::Uuid::now_v7().simple());
-    let consumer: StreamConsumer = consumer::base_config(kafka, &group, &client_id)
-        .create()
+    let revocations = Revocations::default();
+    let revoked = revocations.revoked.clone();
+    let consumer: StreamConsumer<Revocations> = consumer::base_config(kafka, &group, &client_id)
+        .create_with_context(revocations)
         .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
     consumer
         .subscribe(&[&topics.triggers])
@@ -77,6 +79,9 @@ pub async fn run(
                 Some(m) => batch.push(m),
                 None => break,
             }
+        }
+        for p in std::mem::take(&mut *revoked.lock().unwrap_or_else(|p| p.into_inner())) {
+            dedupe.interrupt(p);
         }
         let producer = &mut producers[turn];
         turn = (turn + 1) % 2;
@@ -118,6 +123,7 @@ pub async fn run(
                 msg.offset(),
                 msg.key(),
                 msg.payload(),
+                routed(&msg),
             );
             // A record the transaction cannot take makes the commit below fail (and abort):
             // stop here, the batch is redone.
@@ -127,9 +133,18 @@ pub async fn run(
             outputs += out.len();
             let _ = offsets.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1));
         }
-        if let Err(e) = producer.commit(&consumer, &offsets) {
-            // The transaction was aborted: rewind to the committed positions and redo the batch.
-            tracing::warn!(error = %e, "router: transaction failed; re-reading from the committed offsets");
+        // Nothing to write (triggers the API fanned out itself, repeats, nothing subscribed):
+        // the offsets alone, without a transaction, which would cost the broker four requests
+        // and two markers. Synchronous, so it cannot land after a later transaction's offsets.
+        let committed = if outputs == 0 && !producer.is_open() {
+            commit_offsets(&consumer, &offsets, &kafka.brokers)
+        } else {
+            producer.commit(&consumer, &offsets)
+        };
+        if let Err(e) = committed {
+            // The transaction was aborted (or the offsets not taken): rewind to the committed
+            // positions and redo the batch.
+            tracing::warn!(error = %e, "router: commit failed; re-reading from the committed offsets");
             if !consumer::rewind_to_committed(&consumer, &shutdown).await {
                 break;
             }
@@ -145,4 +160,44 @@ pub async fn run(
     }
     tracing::info!(role = "router", "stopped");
     Ok(())
+}
+
+/// Commits `offsets` for the router's group (blocking), outside any transaction.
+fn commit_offsets(
+    consumer: &StreamConsumer<Revocations>,
+    offsets: &TopicPartitionList,
+    brokers: &str,
+) -> Result<(), KafkaError> {
+    if offsets.count() == 0 {
+        return Ok(());
+    }
+    tokio::task::block_in_place(|| consumer.commit(offsets, hookline_kafka::rdkafka::consumer::CommitMode::Sync))
+        .map_err(|source| KafkaError::Client { brokers: brokers.to_string(), source })
+}
+
+/// Whether the API already wrote this trigger's deliveries (see [`ROUTED_HEADER`]).
+fn routed(msg: &impl Message) -> bool {
+    use hookline_kafka::rdkafka::message::Headers;
+    msg.headers().is_some_and(|h| h.iter().any(|h| h.key == ROUTED_HEADER))
+}
+
+/// Partitions taken away by rebalances, for the idempotency memory (see [`dedupe`]).
+#[derive(Default)]
+struct Revocations {
+    revoked: Arc<std::sync::Mutex<Vec<i32>>>,
+}
+
+impl hookline_kafka::rdkafka::ClientContext for Revocations {}
+
+impl hookline_kafka::rdkafka::consumer::ConsumerContext for Revocations {
+    fn pre_rebalance(
+        &self,
+        _c: &hookline_kafka::rdkafka::consumer::BaseConsumer<Self>,
+        r: &hookline_kafka::rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let hookline_kafka::rdkafka::consumer::Rebalance::Revoke(tpl) = r {
+            let mut v = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            v.extend(tpl.elements().iter().map(|e| e.partition()));
+        }
+    }
 }
