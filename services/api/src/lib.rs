@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod circuits;
+pub mod direct;
 pub mod dlq;
 pub mod dlq_view;
 pub mod endpoints;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub master_keys: Arc<MasterKeys>,
     /// Idempotency claims and circuit states; empty until Redis first answers.
     pub redis: Arc<std::sync::OnceLock<hookline_redis::RedisStore>>,
+    /// Direct fan-out (`api.direct_fanout`), when on.
+    pub direct: Option<direct::Direct>,
 }
 
 /// The current reader, refreshed when a rebuild switches the active table set.
@@ -150,8 +153,10 @@ impl AppState {
                 }
             }
         });
+        let direct = config.api.direct_fanout.then(|| direct::Direct::start(config.kafka.clone()));
         Ok(Self {
             redis,
+            direct,
             readers,
             master_keys,
             tokens: auth::Tokens::from_config(&config.api.tokens),

@@ -1,7 +1,8 @@
 //! Triggers: `POST /api/webhooks/trigger` (one event) and `POST /api/webhooks/trigger/batch`.
 //! The answer (202 with the trigger id) is sent only after the broker acknowledged the
-//! TriggerRequested record (acks=all, idempotent producer); a broker that does not answer
-//! gives 503, never a silent loss.
+//! TriggerRequested record (acks=all, idempotent producer), or, for a trigger the API fans out
+//! itself ([`crate::direct`]), committed the transaction holding it and its deliveries; a broker
+//! that does not answer gives 503, never a silent loss.
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
@@ -367,6 +368,16 @@ async fn publish_once(state: &AppState, record: &TriggerRequested, bytes: &[u8])
 }
 
 async fn publish(state: &AppState, record: &TriggerRequested, bytes: &[u8]) -> Result<String, ApiProblem> {
+    if let Some(direct) = &state.direct
+        && let Some(plan) = crate::direct::plan(&state.catalog, &state.codec, &state.topics, record, bytes.len())
+    {
+        let key = record.envelope.tenant_id.as_bytes();
+        direct.publish(&state.topics.triggers, key, bytes.to_vec(), plan).await.map_err(|e| {
+            tracing::warn!(error = %e, "trigger and its deliveries not committed");
+            ApiProblem::Unavailable("the event log did not take the trigger; it was not accepted, try again")
+        })?;
+        return Ok(record.envelope.trigger_id.clone().unwrap_or_default());
+    }
     state.producer.send(&state.topics.triggers, record.envelope.tenant_id.as_bytes(), bytes).await.map_err(|e| {
         tracing::warn!(error = %e, "trigger not acknowledged by the broker");
         ApiProblem::Unavailable("the event log did not acknowledge the trigger; it was not accepted, try again")

@@ -1,5 +1,5 @@
-//! Crashes: kill -9 of the dispatcher and of the router under load, and a retry that falls due
-//! while every process is down. Nothing may be lost; a duplicate may only repeat a webhook-id.
+//! Crashes: kill -9 of the dispatcher and of the router under load, of the API in the middle of
+//! its direct fan-out transactions, and a retry that falls due while every process is down. Nothing may be lost; a duplicate may only repeat a webhook-id.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -78,7 +78,8 @@ async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
     let receiver = Receiver::start().await;
     // Slow enough that deliveries are in flight when the kill lands.
     receiver.set("/sink", Behaviour::Delay(Duration::from_millis(30)));
-    let api = Hookline::start(BIN, &env, "api", &[]).await;
+    // Every trigger through the router (the API's direct fan-out has its own test below).
+    let api = Hookline::start(BIN, &env, "api", &[("HOOKLINE_API__DIRECT_FANOUT", "false")]).await;
     let scheduler = Hookline::start(BIN, &env, "scheduler", &[]).await;
     let mut router = Hookline::start(BIN, &env, "router", &[]).await;
     let mut dispatcher = Hookline::start(BIN, &env, "dispatcher", &[]).await;
@@ -101,6 +102,88 @@ async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
     let procs = [&api, &scheduler, &router, &dispatcher, &router2, &dispatcher2];
     let dupes = wait_all(&receiver, "/sink", N, Duration::from_secs(60), &procs).await;
     eprintln!("kill -9 test: {N} messages delivered, {dupes} redelivered with the same webhook-id");
+}
+
+/// One trigger; `Some(status)`, or `None` when the API went away before answering.
+async fn try_trigger(api: std::net::SocketAddr, i: usize) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({"tenant_id": "acme", "event_type": "load.tick", "payload": {"i": i}}).to_string();
+    let req = format!(
+        "POST /api/webhooks/trigger HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(api).await.ok()?;
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.ok()?;
+    String::from_utf8_lossy(&answer).split(' ').nth(1)?.parse().ok()
+}
+
+/// kill -9 of the API while its direct fan-out transactions are in flight: every trigger it
+/// accepted (202) is delivered; one it never answered is delivered whole or not at all. The
+/// killed process's open transaction holds its partitions until the transaction timeout (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
+    let env = TestEnv::new();
+    Hookline::create_topics(BIN, &env);
+    Hookline::migrate(BIN, &env);
+    let receiver = Receiver::start().await;
+    let mut api = Hookline::start(BIN, &env, "api", &[]).await;
+    let scheduler = Hookline::start(BIN, &env, "scheduler", &[]).await;
+    let router = Hookline::start(BIN, &env, "router", &[]).await;
+    let dispatcher = Hookline::start(BIN, &env, "dispatcher", &[]).await;
+    create_endpoint(&api, receiver.url("/sink"), &["load.*"]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // Four senders, one trigger at a time each, until the API is gone (at most 2,000 each).
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let senders: Vec<_> = (0..4)
+        .map(|k| {
+            let (addr, accepted) = (api.api, accepted.clone());
+            tokio::spawn(async move {
+                for i in (k * 2000)..(k * 2000 + 2000) {
+                    match try_trigger(addr, i).await {
+                        Some(202) => {
+                            accepted.lock().unwrap().insert(i as u64);
+                        }
+                        Some(code) => panic!("trigger {i}: {code}"),
+                        None => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    receiver.wait_for("/sink", 50, Duration::from_secs(30)).await;
+    api.kill9();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= 40, "{} accepted before the kill", accepted.len());
+
+    // A new API takes triggers at once; they arrive once the dead one's transaction expired.
+    let api2 = Hookline::start(BIN, &env, "api", &[]).await;
+    for b in 0..3 {
+        trigger_batch(&api2, "load.tick", 10_000 + b * 100, 100).await;
+    }
+    let procs = [&api, &api2, &scheduler, &router, &dispatcher];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (got, _) = distinct(&receiver, "/sink");
+        let missing =
+            accepted.iter().chain(&(10_000..10_300).collect::<Vec<u64>>()).filter(|i| !got.contains(i)).count();
+        if missing == 0 {
+            let unanswered = got.iter().filter(|i| **i < 10_000 && !accepted.contains(i)).count();
+            eprintln!(
+                "kill -9 of the api: {} accepted, all delivered; {unanswered} unanswered but committed",
+                accepted.len()
+            );
+            break;
+        }
+        let logs: Vec<String> = procs.iter().map(|p| p.log_report(15)).collect();
+        assert!(Instant::now() < deadline, "{missing} accepted triggers not delivered after 60 s\n{}", logs.join("\n"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

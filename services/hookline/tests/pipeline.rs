@@ -301,3 +301,66 @@ async fn bad_input_is_a_4xx_problem_naming_the_field_and_changes_nothing() {
         w.api("POST", "/api/webhooks/trigger", Some(json!({"tenant_id":"acme","event_type":"a","payload": big}))).await;
     assert_eq!(code, 413, "{problem}");
 }
+
+/// The API's committed transactions (direct fan-out), from its `/metrics`.
+async fn api_transactions(api: std::net::SocketAddr) -> u64 {
+    let (code, body) = hookline_testkit::http::call_raw(api, "GET", "/metrics", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(code, 200);
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("hookline_kafka_txn_commits_total{"))
+        .filter(|l| l.contains(r#"op="api""#) && l.contains(r#"result="ok""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// An HTTP trigger is fanned out exactly once: by the API, in the transaction that writes the
+/// trigger (`api.direct_fanout`, on by default), or by the router (a keyed trigger, or with the
+/// option off). Counted on the deliveries topic itself, after time for a second fan-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_trigger_is_fanned_out_exactly_once_by_the_api_or_by_the_router() {
+    let mut w = world(2).await;
+    let kafka = w.env.config.kafka.clone();
+    let deliveries = Tap::start(&kafka, &format!("{}deliveries", kafka.topic_prefix), 2);
+    w.endpoint("/one", &["fan.*"]).await;
+    w.endpoint("/two", &["fan.*"]).await;
+    let mut triggers = vec![w.trigger("fan.direct", json!({"n": 1})).await];
+    let (code, body) = w
+        .api(
+            "POST",
+            "/api/webhooks/trigger",
+            Some(
+                json!({"tenant_id": "acme", "event_type": "fan.keyed", "payload": {"n": 2}, "idempotency_key": "k-1"}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    triggers.push(body["trigger_id"].as_str().unwrap().to_string());
+    let events: Vec<Value> =
+        (0..3).map(|i| json!({"tenant_id": "acme", "event_type": "fan.batch", "payload": {"i": i}})).collect();
+    let (code, body) = w.api("POST", "/api/webhooks/trigger/batch", Some(json!({"events": events}))).await;
+    assert_eq!(code, 202, "{body}");
+    triggers.extend(body["trigger_ids"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()));
+    assert!(api_transactions(w.hookline.api).await >= 1, "the unkeyed triggers went out in the API's transactions");
+
+    // With the option off, the router fans out every trigger.
+    w.hookline.stop();
+    w.hookline = Hookline::start(BIN, &w.env, "all", &[("HOOKLINE_API__DIRECT_FANOUT", "false")]).await;
+    triggers.push(w.trigger("fan.routed", json!({"n": 3})).await);
+    assert_eq!(api_transactions(w.hookline.api).await, 0);
+
+    w.receiver.wait_for("/one", triggers.len(), WAIT).await;
+    w.receiver.wait_for("/two", triggers.len(), WAIT).await;
+    deliveries.wait_for(2 * triggers.len(), WAIT, |e| matches!(e, AnyEvent::DeliveryRequested(_))).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for t in &triggers {
+        let n = deliveries
+            .all()
+            .iter()
+            .filter(|e| matches!(e, AnyEvent::DeliveryRequested(d) if d.envelope.trigger_id.as_deref() == Some(t)))
+            .count();
+        assert_eq!(n, 2, "trigger {t}: one DeliveryRequested per endpoint");
+    }
+    assert_eq!(w.receiver.received("/one").len(), triggers.len());
+    assert_eq!(w.receiver.received("/two").len(), triggers.len());
+}

@@ -1,0 +1,246 @@
+//! Direct fan-out (`api.direct_fanout`): the API writes a trigger's TriggerRequested record and
+//! its DeliveryRequested records in one Kafka transaction, and answers 202 after the commit.
+//!
+//! Through the router a delivery takes two transactional hops (the API's produce, then the
+//! router's consume-produce-commit) before a dispatcher can read it; this way it takes one.
+//! The trigger record still goes onto the triggers topic (the event stream, the router's
+//! idempotency memory), marked with [`ROUTED_HEADER`] so that the router fans out nothing for
+//! it. Either every record of the transaction is on the log or none is: the client gets 202 or
+//! 503, never half a trigger.
+//!
+//! Only simple triggers take this path ([`plan`]): no idempotency key (the router's dedupe,
+//! which reads the log back, is the guarantee behind keys when Redis lost a claim), few
+//! targets (a transaction costs per partition it writes to), none of them ordered (an ordered
+//! endpoint gets its deliveries in trigger order only if they all come through one router), and
+//! a bounded size. The rest go through the router as before.
+//!
+//! One task owns the transactional producers and commits one transaction at a time. Requests
+//! that arrive while a commit is running wait in its queue and share the next transaction (a
+//! group commit), so at 1,000 triggers/s a transaction carries several triggers. Two
+//! transactions in flight at once (one producer committing on the blocking pool while the
+//! other takes the next requests) made each commit slower and the latency worse (README,
+//! "Twelfth round").
+
+use std::sync::Arc;
+
+use hookline_config::KafkaOptions;
+use hookline_kafka::Topics;
+use hookline_kafka::catalog::Catalog;
+use hookline_kafka::rdkafka::TopicPartitionList;
+use hookline_kafka::txn::TxnProducer;
+use hookline_router::{Output, ROUTED_HEADER};
+use hookline_schemas::{Codec, EndpointUpserted, TriggerRequested};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// Most endpoints a directly fanned-out trigger may go to.
+pub const MAX_TARGETS: usize = 8;
+/// Most bytes (trigger and deliveries, encoded) of a directly fanned-out trigger.
+pub const MAX_BYTES: usize = 1 << 20;
+/// Most bytes waiting for or in a transaction; a request beyond it waits for room.
+const MAX_QUEUED_BYTES: usize = 32 << 20;
+/// Most triggers in one transaction.
+const MAX_JOBS_PER_TXN: usize = 1000;
+/// Most bytes in one transaction.
+const MAX_BYTES_PER_TXN: usize = 8 << 20;
+/// Pause before building the producers again after that failed (the broker is down).
+const RETRY_PRODUCERS: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The records of one directly fanned-out trigger.
+pub struct Plan {
+    deliveries: Vec<Output>,
+    bytes: usize,
+}
+
+/// The deliveries to write with `record` (encoded as `trigger_bytes`), or `None` when it must
+/// go through the router.
+pub fn plan(
+    catalog: &Catalog,
+    codec: &Codec,
+    topics: &Topics,
+    record: &TriggerRequested,
+    trigger_bytes: usize,
+) -> Option<Plan> {
+    if !catalog.is_loaded() {
+        return None;
+    }
+    let trigger_id = record.envelope.trigger_id.as_deref()?;
+    let targets = hookline_router::targets(catalog, record);
+    if !eligible(record, &targets, trigger_bytes) {
+        return None;
+    }
+    let deliveries = hookline_router::deliveries(codec, topics, record, trigger_id, targets);
+    let bytes = trigger_bytes + deliveries.iter().map(|d| d.key.len() + d.value.len()).sum::<usize>();
+    (bytes <= MAX_BYTES).then_some(Plan { deliveries, bytes })
+}
+
+/// Whether `record`, going to `targets`, may be fanned out by the API.
+fn eligible(record: &TriggerRequested, targets: &[Arc<EndpointUpserted>], trigger_bytes: usize) -> bool {
+    record.idempotency_key.is_none()
+        && hookline_router::check(record).is_ok()
+        && targets.len() <= MAX_TARGETS
+        && !targets.iter().any(|e| e.ordered)
+        // Each delivery carries the payload again: judged before encoding anything big.
+        && trigger_bytes.saturating_mul(targets.len() + 1) <= MAX_BYTES
+}
+
+struct Job {
+    trigger: Output,
+    deliveries: Vec<Output>,
+    bytes: usize,
+    done: oneshot::Sender<Result<(), String>>,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The handle the handlers publish through; cheap to clone.
+#[derive(Clone)]
+pub struct Direct {
+    jobs: mpsc::UnboundedSender<Job>,
+    room: Arc<Semaphore>,
+}
+
+impl Direct {
+    /// Starts the task owning the producers (built at the first trigger). It ends when the last
+    /// handle is dropped.
+    pub fn start(kafka: KafkaOptions) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(kafka, rx));
+        Self { jobs, room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)) }
+    }
+
+    /// Writes the trigger record (to `topic`, keyed `key`) and the planned deliveries in one
+    /// transaction; `Ok` once it is committed.
+    pub async fn publish(&self, topic: &str, key: &[u8], trigger: Vec<u8>, plan: Plan) -> Result<(), String> {
+        let bytes = plan.bytes.min(MAX_BYTES);
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(bytes as u32)
+            .await
+            .map_err(|_| "the direct publisher has stopped".to_string())?;
+        let (done, answer) = oneshot::channel();
+        let trigger = Output { topic: topic.to_string(), key: key.to_vec(), value: trigger };
+        let job = Job { trigger, deliveries: plan.deliveries, bytes, done, _room: room };
+        self.jobs.send(job).map_err(|_| "the direct publisher has stopped".to_string())?;
+        answer.await.map_err(|_| "the direct publisher has stopped".to_string())?
+    }
+}
+
+async fn run(kafka: KafkaOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut producers: Option<[TxnProducer; 2]> = None;
+    let mut turn = 0usize;
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.bytes;
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_JOBS_PER_TXN && bytes < MAX_BYTES_PER_TXN {
+            match rx.try_recv() {
+                Ok(j) => {
+                    bytes += j.bytes;
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        if producers.is_none() {
+            match TxnProducer::pair(&kafka, "api") {
+                Ok(p) => producers = Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "api: cannot start the transactional producers for direct fan-out");
+                    answer(jobs, Err(format!("no transactional producer: {e}")));
+                    tokio::time::sleep(RETRY_PRODUCERS).await;
+                    continue;
+                }
+            }
+        }
+        let Some(pair) = producers.as_mut() else { continue };
+        // Take turns (see `TxnProducer::pair`): the other producer's last commit is a whole
+        // turn older, so the coordinator has finished it.
+        let producer = &mut pair[turn];
+        turn = (turn + 1) % 2;
+        enqueue(producer, &jobs);
+        let result = tokio::task::block_in_place(|| producer.commit_blocking(None, &TopicPartitionList::new()))
+            .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, triggers = jobs.len(), "api: direct fan-out transaction failed; answering 503");
+        }
+        answer(jobs, result);
+    }
+}
+
+/// Every job's records into the producer's transaction. A record that cannot join it makes the
+/// commit abort it (see `TxnProducer::send`), so a failure leaves nothing on the log.
+fn enqueue(producer: &mut TxnProducer, jobs: &[Job]) {
+    for job in jobs {
+        let t = &job.trigger;
+        if producer.send_with_header(&t.topic, &t.key, &t.value, Some((ROUTED_HEADER, b"api"))).is_err() {
+            return;
+        }
+        if job.deliveries.iter().any(|d| producer.send(&d.topic, &d.key, &d.value).is_err()) {
+            return;
+        }
+    }
+}
+
+fn answer(jobs: Vec<Job>, result: Result<(), String>) {
+    for job in jobs {
+        let _ = job.done.send(result.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookline_schemas::Envelope;
+
+    fn trigger(key: Option<&str>) -> TriggerRequested {
+        TriggerRequested {
+            envelope: Envelope { tenant_id: "acme".into(), trigger_id: Some("trg_1".into()), ..Default::default() },
+            event_type: "invoice.paid".into(),
+            payload: b"{}".to_vec(),
+            content_type: "application/json".into(),
+            idempotency_key: key.map(str::to_string),
+            endpoint_ids: None,
+            source: "api".into(),
+        }
+    }
+
+    fn endpoints(n: usize, ordered: bool) -> Vec<Arc<EndpointUpserted>> {
+        (0..n)
+            .map(|i| {
+                Arc::new(EndpointUpserted {
+                    envelope: Envelope { endpoint_id: Some(format!("ep_{i}")), ..Default::default() },
+                    url: "https://example.com/hook".into(),
+                    description: String::new(),
+                    event_types: vec!["invoice.*".into()],
+                    enabled: true,
+                    version: 1,
+                    headers: Default::default(),
+                    timeout_ms: 10_000,
+                    retry_schedule_ms: None,
+                    rate_limit: None,
+                    batch: None,
+                    ordered: ordered && i == 0,
+                    template: None,
+                    signing_keys: vec![],
+                    disabled_reason: None,
+                    created_at: 0,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_unkeyed_small_unordered_fan_outs_skip_the_router() {
+        let t = trigger(None);
+        assert!(eligible(&t, &endpoints(1, false), 200));
+        assert!(eligible(&t, &endpoints(0, false), 200), "nothing to deliver: the trigger record alone");
+        assert!(eligible(&t, &endpoints(MAX_TARGETS, false), 200));
+        assert!(!eligible(&t, &endpoints(MAX_TARGETS + 1, false), 200), "a wide fan-out goes to the router");
+        assert!(!eligible(&t, &endpoints(2, true), 200), "an ordered endpoint gets its deliveries from the router");
+        assert!(!eligible(&trigger(Some("k")), &endpoints(1, false), 200), "keys are judged by the router's dedupe");
+        assert!(eligible(&t, &endpoints(1, false), MAX_BYTES / 2));
+        assert!(!eligible(&t, &endpoints(1, false), MAX_BYTES / 2 + 1), "the trigger and its delivery over 1 MiB");
+        let mut bad = trigger(None);
+        bad.content_type.clear();
+        assert!(!eligible(&bad, &endpoints(1, false), 200), "what the router would quarantine is not fanned out");
+    }
+}
