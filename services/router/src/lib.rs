@@ -13,8 +13,9 @@
 pub mod dedupe;
 mod fanout;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use hookline_config::Config;
@@ -36,6 +37,8 @@ pub enum RouterError {
 
 /// Most records handled in one transaction.
 const MAX_BATCH: usize = 1000;
+/// Longest the positions of records that wrote nothing wait before they are committed.
+const PLAIN_COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs the router until `shutdown`, after the catalog is loaded.
 pub async fn run(
@@ -67,10 +70,26 @@ pub async fn run(
     let mut dedupe = dedupe::Dedupe::new(config.flow.idempotency_window_ms, config.flow.idempotency_memory_keys);
     tracing::info!(role = "router", topic = topics.triggers, "started");
 
+    // Positions read past but not committed yet (only records that wrote nothing; see below).
+    let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_plain_commit = Instant::now();
+
     loop {
+        let due = last_plain_commit + PLAIN_COMMIT_EVERY;
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             m = consumer.recv() => m,
+            // Nothing more came: commit what waits.
+            _ = tokio::time::sleep_until(due.into()), if !positions.is_empty() => {
+                forget_revoked(&revoked, &mut dedupe, &mut positions);
+                if let Err(e) = commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers) {
+                    tracing::warn!(error = %e, "router: committing offsets failed; retrying with the next batch");
+                } else {
+                    positions.clear();
+                }
+                last_plain_commit = Instant::now();
+                continue;
+            }
         };
         let mut batch = vec![first];
         // Take what is already fetched, without waiting, up to a bound.
@@ -80,12 +99,9 @@ pub async fn run(
                 None => break,
             }
         }
-        for p in std::mem::take(&mut *revoked.lock().unwrap_or_else(|p| p.into_inner())) {
-            dedupe.interrupt(p);
-        }
+        forget_revoked(&revoked, &mut dedupe, &mut positions);
         let producer = &mut producers[turn];
         turn = (turn + 1) % 2;
-        let mut offsets = TopicPartitionList::new();
         let mut outputs = 0usize;
         for m in batch {
             let msg = match m {
@@ -131,17 +147,28 @@ pub async fn run(
                 break;
             }
             outputs += out.len();
-            let _ = offsets.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1));
+            positions.insert(msg.partition(), msg.offset() + 1);
         }
         // Nothing to write (triggers the API fanned out itself, repeats, nothing subscribed):
-        // the offsets alone, without a transaction, which would cost the broker four requests
-        // and two markers. Synchronous, so it cannot land after a later transaction's offsets.
+        // the positions are committed alone, without a transaction (which would cost the broker
+        // four requests and two markers), at most every PLAIN_COMMIT_EVERY: reading such records
+        // again after a crash writes nothing either. Synchronous, so a commit cannot land after
+        // a later transaction's offsets.
         let committed = if outputs == 0 && !producer.is_open() {
-            commit_offsets(&consumer, &offsets, &kafka.brokers)
+            if last_plain_commit.elapsed() < PLAIN_COMMIT_EVERY {
+                continue;
+            }
+            last_plain_commit = Instant::now();
+            commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers)
         } else {
+            let mut offsets = TopicPartitionList::new();
+            for (&p, &o) in &positions {
+                let _ = offsets.add_partition_offset(&topics.triggers, p, Offset::Offset(o));
+            }
             producer.commit(&consumer, &offsets)
         };
         if let Err(e) = committed {
+            positions.clear();
             // The transaction was aborted (or the offsets not taken): rewind to the committed
             // positions and redo the batch.
             tracing::warn!(error = %e, "router: commit failed; re-reading from the committed offsets");
@@ -151,7 +178,12 @@ pub async fn run(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
+        positions.clear();
         tracing::trace!(outputs, "router: batch committed");
+    }
+    forget_revoked(&revoked, &mut dedupe, &mut positions);
+    if let Err(e) = commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers) {
+        tracing::warn!(error = %e, "router: committing offsets at shutdown failed; those records are read again");
     }
     for p in &mut producers {
         if let Err(e) = p.abort() {
@@ -162,16 +194,34 @@ pub async fn run(
     Ok(())
 }
 
-/// Commits `offsets` for the router's group (blocking), outside any transaction.
+/// Takes note of the partitions revoked since the last call.
+fn forget_revoked(
+    revoked: &std::sync::Mutex<Vec<i32>>,
+    dedupe: &mut dedupe::Dedupe,
+    positions: &mut BTreeMap<i32, i64>,
+) {
+    for p in std::mem::take(&mut *revoked.lock().unwrap_or_else(|p| p.into_inner())) {
+        dedupe.interrupt(p);
+        // Someone else's now: committing a position there could move its offset back.
+        positions.remove(&p);
+    }
+}
+
+/// Commits `positions` of `topic` for the router's group (blocking), outside any transaction.
 fn commit_offsets(
     consumer: &StreamConsumer<Revocations>,
-    offsets: &TopicPartitionList,
+    topic: &str,
+    positions: &BTreeMap<i32, i64>,
     brokers: &str,
 ) -> Result<(), KafkaError> {
-    if offsets.count() == 0 {
+    if positions.is_empty() {
         return Ok(());
     }
-    tokio::task::block_in_place(|| consumer.commit(offsets, hookline_kafka::rdkafka::consumer::CommitMode::Sync))
+    let mut offsets = TopicPartitionList::new();
+    for (&p, &o) in positions {
+        let _ = offsets.add_partition_offset(topic, p, Offset::Offset(o));
+    }
+    tokio::task::block_in_place(|| consumer.commit(&offsets, hookline_kafka::rdkafka::consumer::CommitMode::Sync))
         .map_err(|source| KafkaError::Client { brokers: brokers.to_string(), source })
 }
 
