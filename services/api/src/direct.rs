@@ -14,6 +14,9 @@
 //! endpoint gets its deliveries in trigger order only if they all come through one router), and
 //! a bounded size. The rest go through the router as before.
 //!
+//! When this API takes more than [`MAX_RATE`] triggers a second, they go through the router:
+//! under a burst its larger transactions accept and drain faster.
+//!
 //! One task owns the transactional producers and commits one transaction at a time. Requests
 //! that arrive while a commit is running wait in its queue and share the next transaction (a
 //! group commit), so at 1,000 triggers/s a transaction carries several triggers. Two
@@ -42,6 +45,11 @@ const MAX_QUEUED_BYTES: usize = 32 << 20;
 const MAX_JOBS_PER_TXN: usize = 1000;
 /// Most bytes in one transaction.
 const MAX_BYTES_PER_TXN: usize = 8 << 20;
+/// Triggers per second (all of this API's, in the last whole second) above which the router
+/// takes them: under a burst or a sustained high rate the router's transactions, which take up
+/// to 1,000 triggers from its consumer at once, cost the broker far less per trigger (README,
+/// "Twelfth round").
+pub const MAX_RATE: u64 = 2000;
 /// Pause before building the producers again after that failed (the broker is down).
 const RETRY_PRODUCERS: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -96,6 +104,30 @@ struct Job {
 pub struct Direct {
     jobs: mpsc::UnboundedSender<Job>,
     room: Arc<Semaphore>,
+    rate: Arc<std::sync::Mutex<Rate>>,
+}
+
+/// This API's trigger rate, counted per whole second.
+struct Rate {
+    since: std::time::Instant,
+    count: u64,
+    /// Triggers in the last whole second (scaled to one second).
+    last: u64,
+}
+
+impl Rate {
+    /// Counts one trigger at `now`; whether the rate allows fanning it out directly.
+    fn admit(&mut self, now: std::time::Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= std::time::Duration::from_secs(1) {
+            // A quiet gap of several seconds counts as a slow second.
+            self.last = (self.count as f64 / elapsed.as_secs_f64()) as u64;
+            self.since = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.last <= MAX_RATE && self.count <= MAX_RATE
+    }
 }
 
 impl Direct {
@@ -104,7 +136,14 @@ impl Direct {
     pub fn start(kafka: KafkaOptions) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(kafka, rx));
-        Self { jobs, room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)) }
+        let rate = Rate { since: std::time::Instant::now(), count: 0, last: 0 };
+        Self { jobs, room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)), rate: Arc::new(std::sync::Mutex::new(rate)) }
+    }
+
+    /// Counts a trigger; `false` when this API takes more than [`MAX_RATE`] triggers a second,
+    /// and the trigger should go through the router.
+    pub fn admit(&self) -> bool {
+        self.rate.lock().unwrap_or_else(|p| p.into_inner()).admit(std::time::Instant::now())
     }
 
     /// Writes the trigger record (to `topic`, keyed `key`) and the planned deliveries in one
@@ -226,6 +265,19 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn above_the_rate_limit_triggers_take_the_router_until_a_slower_second() {
+        let t0 = std::time::Instant::now();
+        let mut r = Rate { since: t0, count: 0, last: 0 };
+        let ms = |n: u64| t0 + std::time::Duration::from_millis(n);
+        assert!((0..MAX_RATE).all(|_| r.admit(ms(10))), "a first second under the limit");
+        assert!(!r.admit(ms(20)), "one more in the same second");
+        assert!(!r.admit(ms(1_000)), "the next second follows a second over the limit");
+        assert!(!r.admit(ms(1_500)));
+        assert!(r.admit(ms(2_000)), "the second before held two triggers");
+        assert!(r.admit(ms(9_000)), "after a quiet gap");
     }
 
     #[test]

@@ -368,7 +368,7 @@ async fn publish_once(state: &AppState, record: &TriggerRequested, bytes: &[u8])
 }
 
 async fn publish(state: &AppState, record: &TriggerRequested, bytes: &[u8]) -> Result<String, ApiProblem> {
-    if let Some(direct) = &state.direct
+    if let Some(direct) = state.direct.as_ref().filter(|d| d.admit())
         && let Some(plan) = crate::direct::plan(&state.catalog, &state.codec, &state.topics, record, bytes.len())
     {
         let key = record.envelope.tenant_id.as_bytes();

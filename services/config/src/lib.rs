@@ -173,10 +173,12 @@ pub struct ApiOptions {
     pub max_batch_size: usize,
     /// Fan a trigger out in the API itself: the TriggerRequested record and its
     /// DeliveryRequested records are written in one Kafka transaction before the 202, so the
-    /// deliveries skip the router's hop (about half of the trigger-to-receipt time). Only for
-    /// triggers without an idempotency key (the router's log-backed dedupe judges those), to at
-    /// most 8 endpoints, none of them ordered, under 1 MiB in all; every other trigger goes
-    /// through the router as before. Default true.
+    /// deliveries skip the router's hop (at 1,000 triggers/s, trigger-to-receipt about a sixth
+    /// shorter). Only for triggers without an idempotency key (the router's log-backed dedupe
+    /// judges those), to at most 8 endpoints, none of them ordered, under 1 MiB in all, and
+    /// while this API takes at most 2,000 triggers a second (above that the router's larger
+    /// transactions cost the broker less); every other trigger goes through the router as
+    /// before. Default true.
     pub direct_fanout: bool,
     /// API tokens. Each is stored as the hex SHA-256 of the token, never the token itself.
     /// `tenant = "*"` makes an admin token (every tenant). Default none.
