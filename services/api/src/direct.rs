@@ -50,8 +50,9 @@ const MAX_BYTES_PER_TXN: usize = 8 << 20;
 /// to 1,000 triggers from its consumer at once, cost the broker far less per trigger (README,
 /// "Twelfth round").
 pub const MAX_RATE: u64 = 2000;
-/// Pause before building the producers again after that failed (the broker is down).
-const RETRY_PRODUCERS: std::time::Duration = std::time::Duration::from_secs(1);
+/// Pause before building the producers again after that failed (the broker refuses
+/// transactions to this client, or is down).
+const RETRY_PRODUCERS: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The records of one directly fanned-out trigger.
 pub struct Plan {
@@ -91,11 +92,31 @@ fn eligible(record: &TriggerRequested, targets: &[Arc<EndpointUpserted>], trigge
         && trigger_bytes.saturating_mul(targets.len() + 1) <= MAX_BYTES
 }
 
+/// Why a directly fanned-out trigger was not committed.
+#[derive(Debug, Clone)]
+pub enum DirectError {
+    /// Nothing was written and the API has no transactional producer (the broker refuses
+    /// transactions to this client, or cannot be reached): the caller may publish the trigger
+    /// for the router instead.
+    NoProducer(String),
+    /// The transaction failed and was aborted: nothing of it reached a reader.
+    Failed(String),
+}
+
+impl std::fmt::Display for DirectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoProducer(e) => write!(f, "no transactional producer: {e}"),
+            Self::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 struct Job {
     trigger: Output,
     deliveries: Vec<Output>,
     bytes: usize,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), DirectError>>,
     _room: OwnedSemaphorePermit,
 }
 
@@ -148,24 +169,31 @@ impl Direct {
 
     /// Writes the trigger record (to `topic`, keyed `key`) and the planned deliveries in one
     /// transaction; `Ok` once it is committed.
-    pub async fn publish(&self, topic: &str, key: &[u8], trigger: Vec<u8>, plan: Plan) -> Result<(), String> {
+    pub async fn publish(&self, topic: &str, key: &[u8], trigger: Vec<u8>, plan: Plan) -> Result<(), DirectError> {
+        let stopped = || DirectError::NoProducer("the direct publisher has stopped".into());
         let bytes = plan.bytes.min(MAX_BYTES);
-        let room = self
-            .room
-            .clone()
-            .acquire_many_owned(bytes as u32)
-            .await
-            .map_err(|_| "the direct publisher has stopped".to_string())?;
+        let room = self.room.clone().acquire_many_owned(bytes as u32).await.map_err(|_| stopped())?;
         let (done, answer) = oneshot::channel();
         let trigger = Output { topic: topic.to_string(), key: key.to_vec(), value: trigger };
         let job = Job { trigger, deliveries: plan.deliveries, bytes, done, _room: room };
-        self.jobs.send(job).map_err(|_| "the direct publisher has stopped".to_string())?;
-        answer.await.map_err(|_| "the direct publisher has stopped".to_string())?
+        self.jobs.send(job).map_err(|_| stopped())?;
+        // A dropped answer (the task panicked) may follow a commit: not safe to publish again.
+        answer.await.map_err(|_| DirectError::Failed("the direct publisher stopped".into()))?
     }
 }
 
 async fn run(kafka: KafkaOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
+    // Built at once: with `kafka.instance_id` set this fences a dead predecessor's open
+    // transaction now rather than at the first trigger.
     let mut producers: Option<[TxnProducer; 2]> = None;
+    let mut unavailable: Option<(std::time::Instant, String)> = None;
+    match TxnProducer::pair(&kafka, "api") {
+        Ok(p) => producers = Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "api: cannot start the transactional producers for direct fan-out; triggers go through the router until they start");
+            unavailable = Some((std::time::Instant::now(), e.to_string()));
+        }
+    }
     let mut turn = 0usize;
     while let Some(first) = rx.recv().await {
         let mut bytes = first.bytes;
@@ -180,12 +208,23 @@ async fn run(kafka: KafkaOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
         if producers.is_none() {
+            // Tried again at most every RETRY_PRODUCERS; meanwhile the triggers take the router.
+            if let Some((since, e)) = &unavailable
+                && since.elapsed() < RETRY_PRODUCERS
+            {
+                answer(jobs, Err(DirectError::NoProducer(e.clone())));
+                continue;
+            }
             match TxnProducer::pair(&kafka, "api") {
-                Ok(p) => producers = Some(p),
+                Ok(p) => {
+                    tracing::info!("api: transactional producers for direct fan-out started");
+                    producers = Some(p);
+                    unavailable = None;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "api: cannot start the transactional producers for direct fan-out");
-                    answer(jobs, Err(format!("no transactional producer: {e}")));
-                    tokio::time::sleep(RETRY_PRODUCERS).await;
+                    tracing::warn!(error = %e, "api: cannot start the transactional producers for direct fan-out; triggers go through the router");
+                    unavailable = Some((std::time::Instant::now(), e.to_string()));
+                    answer(jobs, Err(DirectError::NoProducer(e.to_string())));
                     continue;
                 }
             }
@@ -197,7 +236,7 @@ async fn run(kafka: KafkaOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
         turn = (turn + 1) % 2;
         enqueue(producer, &jobs);
         let result = tokio::task::block_in_place(|| producer.commit_blocking(None, &TopicPartitionList::new()))
-            .map_err(|e| e.to_string());
+            .map_err(|e| DirectError::Failed(e.to_string()));
         if let Err(e) = &result {
             tracing::warn!(error = %e, triggers = jobs.len(), "api: direct fan-out transaction failed; answering 503");
         }
@@ -219,7 +258,7 @@ fn enqueue(producer: &mut TxnProducer, jobs: &[Job]) {
     }
 }
 
-fn answer(jobs: Vec<Job>, result: Result<(), String>) {
+fn answer(jobs: Vec<Job>, result: Result<(), DirectError>) {
     for job in jobs {
         let _ = job.done.send(result.clone());
     }

@@ -372,11 +372,17 @@ async fn publish(state: &AppState, record: &TriggerRequested, bytes: &[u8]) -> R
         && let Some(plan) = crate::direct::plan(&state.catalog, &state.codec, &state.topics, record, bytes.len())
     {
         let key = record.envelope.tenant_id.as_bytes();
-        direct.publish(&state.topics.triggers, key, bytes.to_vec(), plan).await.map_err(|e| {
-            tracing::warn!(error = %e, "trigger and its deliveries not committed");
-            ApiProblem::Unavailable("the event log did not take the trigger; it was not accepted, try again")
-        })?;
-        return Ok(record.envelope.trigger_id.clone().unwrap_or_default());
+        match direct.publish(&state.topics.triggers, key, bytes.to_vec(), plan).await {
+            Ok(()) => return Ok(record.envelope.trigger_id.clone().unwrap_or_default()),
+            // Nothing written: the router fans it out instead.
+            Err(crate::direct::DirectError::NoProducer(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "trigger and its deliveries not committed");
+                return Err(ApiProblem::Unavailable(
+                    "the event log did not take the trigger; it was not accepted, try again",
+                ));
+            }
+        }
     }
     state.producer.send(&state.topics.triggers, record.envelope.tenant_id.as_bytes(), bytes).await.map_err(|e| {
         tracing::warn!(error = %e, "trigger not acknowledged by the broker");

@@ -146,6 +146,8 @@ async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
                         Some(202) => {
                             accepted.lock().unwrap().insert(i as u64);
                         }
+                        // Not accepted (a slow commit on a busy machine): nothing to check.
+                        Some(503) => {}
                         Some(code) => panic!("trigger {i}: {code}"),
                         None => return,
                     }
@@ -154,6 +156,7 @@ async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
         })
         .collect();
     receiver.wait_for("/sink", 50, Duration::from_secs(30)).await;
+    assert!(api.txn_commits("api").await > 0, "the triggers went out in the API's own transactions");
     api.kill9();
     for s in senders {
         s.await.unwrap();

@@ -81,7 +81,7 @@ pub async fn run(
             m = consumer.recv() => m,
             // Nothing more came: commit what waits.
             _ = tokio::time::sleep_until(due.into()), if !positions.is_empty() => {
-                forget_revoked(&revoked, &mut dedupe, &mut positions);
+                let _ = forget_revoked(&revoked, &mut dedupe, &mut positions);
                 if let Err(e) = commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers) {
                     tracing::warn!(error = %e, "router: committing offsets failed; retrying with the next batch");
                 } else {
@@ -99,9 +99,13 @@ pub async fn run(
                 None => break,
             }
         }
-        forget_revoked(&revoked, &mut dedupe, &mut positions);
+        // A batch ends at a rebalance event: records it holds of a partition revoked there are
+        // its new owner's work now, and must not move this router's positions or memory.
+        let gone = forget_revoked(&revoked, &mut dedupe, &mut positions);
+        if !gone.is_empty() {
+            batch.retain(|m| m.as_ref().map_or(true, |msg| !gone.contains(&msg.partition())));
+        }
         let producer = &mut producers[turn];
-        turn = (turn + 1) % 2;
         let mut outputs = 0usize;
         for m in batch {
             let msg = match m {
@@ -154,20 +158,25 @@ pub async fn run(
         // four requests and two markers), at most every PLAIN_COMMIT_EVERY: reading such records
         // again after a crash writes nothing either. Synchronous, so a commit cannot land after
         // a later transaction's offsets.
-        let committed = if outputs == 0 && !producer.is_open() {
-            if last_plain_commit.elapsed() < PLAIN_COMMIT_EVERY {
-                continue;
+        if outputs == 0 && !producer.is_open() {
+            if last_plain_commit.elapsed() >= PLAIN_COMMIT_EVERY {
+                last_plain_commit = Instant::now();
+                match commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers) {
+                    Ok(()) => positions.clear(),
+                    // Nothing was written: keep the positions and try again (a rewind would
+                    // read the whole idempotency window back for nothing).
+                    Err(e) => tracing::warn!(error = %e, "router: committing offsets failed; retrying"),
+                }
             }
-            last_plain_commit = Instant::now();
-            commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers)
-        } else {
-            let mut offsets = TopicPartitionList::new();
-            for (&p, &o) in &positions {
-                let _ = offsets.add_partition_offset(&topics.triggers, p, Offset::Offset(o));
-            }
-            producer.commit(&consumer, &offsets)
-        };
-        if let Err(e) = committed {
+            continue;
+        }
+        // The other producer's last commit is a whole turn older (see `TxnProducer::pair`).
+        turn = (turn + 1) % 2;
+        let mut offsets = TopicPartitionList::new();
+        for (&p, &o) in &positions {
+            let _ = offsets.add_partition_offset(&topics.triggers, p, Offset::Offset(o));
+        }
+        if let Err(e) = producer.commit(&consumer, &offsets) {
             positions.clear();
             // The transaction was aborted (or the offsets not taken): rewind to the committed
             // positions and redo the batch.
@@ -181,7 +190,7 @@ pub async fn run(
         positions.clear();
         tracing::trace!(outputs, "router: batch committed");
     }
-    forget_revoked(&revoked, &mut dedupe, &mut positions);
+    let _ = forget_revoked(&revoked, &mut dedupe, &mut positions);
     if let Err(e) = commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers) {
         tracing::warn!(error = %e, "router: committing offsets at shutdown failed; those records are read again");
     }
@@ -194,17 +203,19 @@ pub async fn run(
     Ok(())
 }
 
-/// Takes note of the partitions revoked since the last call.
+/// Takes note of the partitions revoked since the last call, and returns them.
 fn forget_revoked(
     revoked: &std::sync::Mutex<Vec<i32>>,
     dedupe: &mut dedupe::Dedupe,
     positions: &mut BTreeMap<i32, i64>,
-) {
-    for p in std::mem::take(&mut *revoked.lock().unwrap_or_else(|p| p.into_inner())) {
+) -> Vec<i32> {
+    let gone = std::mem::take(&mut *revoked.lock().unwrap_or_else(|p| p.into_inner()));
+    for &p in &gone {
         dedupe.interrupt(p);
         // Someone else's now: committing a position there could move its offset back.
         positions.remove(&p);
     }
+    gone
 }
 
 /// Commits `positions` of `topic` for the router's group (blocking), outside any transaction.
@@ -228,7 +239,12 @@ fn commit_offsets(
 /// Whether the API already wrote this trigger's deliveries (see [`ROUTED_HEADER`]).
 fn routed(msg: &impl Message) -> bool {
     use hookline_kafka::rdkafka::message::Headers;
-    msg.headers().is_some_and(|h| h.iter().any(|h| h.key == ROUTED_HEADER))
+    // rust-rdkafka panics on a header name that is not UTF-8 (`CStr::to_str().unwrap()`), and
+    // a producer writing straight to the topic may send one: such a record is not the API's.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        msg.headers().is_some_and(|h| h.iter().any(|h| h.key == ROUTED_HEADER))
+    }))
+    .unwrap_or(false)
 }
 
 /// Partitions taken away by rebalances, for the idempotency memory (see [`dedupe`]).

@@ -152,6 +152,20 @@ impl Hookline {
         self.kill9();
     }
 
+    /// Committed Kafka transactions of `op` (a role, or "api" for its direct fan-out), from
+    /// this process's `/metrics`.
+    pub async fn txn_commits(&self, op: &str) -> u64 {
+        let (code, body) = crate::http::call_raw(self.api, "GET", "/metrics", Some(ADMIN_TOKEN), None).await;
+        assert_eq!(code, 200, "GET /metrics");
+        let op = format!(r#"op="{op}""#);
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with("hookline_kafka_txn_commits_total{"))
+            .filter(|l| l.contains(&op) && l.contains(r#"result="ok""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     pub fn bin(&self) -> &str {
         &self.bin
     }
