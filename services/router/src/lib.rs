@@ -82,11 +82,7 @@ pub async fn run(
             // Nothing more came: commit what waits.
             _ = tokio::time::sleep_until(due.into()), if !positions.is_empty() => {
                 let _ = forget_revoked(&revoked, &mut dedupe, &mut positions);
-                if let Err(e) = commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers) {
-                    tracing::warn!(error = %e, "router: committing offsets failed; retrying with the next batch");
-                } else {
-                    positions.clear();
-                }
+                commit_offsets(&consumer, &topics.triggers, &mut positions, &kafka.brokers);
                 last_plain_commit = Instant::now();
                 continue;
             }
@@ -161,22 +157,13 @@ pub async fn run(
         if outputs == 0 && !producer.is_open() {
             if last_plain_commit.elapsed() >= PLAIN_COMMIT_EVERY {
                 last_plain_commit = Instant::now();
-                match commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers) {
-                    Ok(()) => positions.clear(),
-                    // Nothing was written: keep the positions and try again (a rewind would
-                    // read the whole idempotency window back for nothing).
-                    Err(e) => tracing::warn!(error = %e, "router: committing offsets failed; retrying"),
-                }
+                commit_offsets(&consumer, &topics.triggers, &mut positions, &kafka.brokers);
             }
             continue;
         }
         // The other producer's last commit is a whole turn older (see `TxnProducer::pair`).
         turn = (turn + 1) % 2;
-        let mut offsets = TopicPartitionList::new();
-        for (&p, &o) in &positions {
-            let _ = offsets.add_partition_offset(&topics.triggers, p, Offset::Offset(o));
-        }
-        if let Err(e) = producer.commit(&consumer, &offsets) {
+        if let Err(e) = producer.commit(&consumer, &offset_list(&topics.triggers, &positions)) {
             positions.clear();
             // The transaction was aborted (or the offsets not taken): rewind to the committed
             // positions and redo the batch.
@@ -191,9 +178,7 @@ pub async fn run(
         tracing::trace!(outputs, "router: batch committed");
     }
     let _ = forget_revoked(&revoked, &mut dedupe, &mut positions);
-    if let Err(e) = commit_offsets(&consumer, &topics.triggers, &positions, &kafka.brokers) {
-        tracing::warn!(error = %e, "router: committing offsets at shutdown failed; those records are read again");
-    }
+    commit_offsets(&consumer, &topics.triggers, &mut positions, &kafka.brokers);
     for p in &mut producers {
         if let Err(e) = p.abort() {
             tracing::warn!(error = %e, "router: aborting the open transaction at shutdown failed; it expires by itself");
@@ -218,22 +203,36 @@ fn forget_revoked(
     gone
 }
 
-/// Commits `positions` of `topic` for the router's group (blocking), outside any transaction.
+/// Commits `positions` of `topic` for the router's group (blocking), outside any transaction,
+/// and forgets them. On failure they are kept for the next try: nothing was written, and a
+/// rewind would read the whole idempotency window back for nothing.
 fn commit_offsets(
     consumer: &StreamConsumer<Revocations>,
     topic: &str,
-    positions: &BTreeMap<i32, i64>,
+    positions: &mut BTreeMap<i32, i64>,
     brokers: &str,
-) -> Result<(), KafkaError> {
+) {
     if positions.is_empty() {
-        return Ok(());
+        return;
     }
+    let offsets = offset_list(topic, positions);
+    match tokio::task::block_in_place(|| consumer.commit(&offsets, hookline_kafka::rdkafka::consumer::CommitMode::Sync))
+    {
+        Ok(()) => positions.clear(),
+        Err(source) => {
+            let e = KafkaError::Client { brokers: brokers.to_string(), source };
+            tracing::warn!(error = %e, "router: committing offsets failed; kept for the next try");
+        }
+    }
+}
+
+/// The next offsets to read, as Kafka takes them.
+fn offset_list(topic: &str, positions: &BTreeMap<i32, i64>) -> TopicPartitionList {
     let mut offsets = TopicPartitionList::new();
     for (&p, &o) in positions {
         let _ = offsets.add_partition_offset(topic, p, Offset::Offset(o));
     }
-    tokio::task::block_in_place(|| consumer.commit(&offsets, hookline_kafka::rdkafka::consumer::CommitMode::Sync))
-        .map_err(|source| KafkaError::Client { brokers: brokers.to_string(), source })
+    offsets
 }
 
 /// Whether the API already wrote this trigger's deliveries (see [`ROUTED_HEADER`]).
