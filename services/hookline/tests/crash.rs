@@ -70,21 +70,37 @@ async fn wait_all(receiver: &Receiver, path: &str, n: usize, timeout: Duration, 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
+/// Fresh topics and tables, one process per role, and an endpoint `/sink` for `load.*`.
+struct Roles {
+    env: TestEnv,
+    receiver: Receiver,
+    api: Hookline,
+    scheduler: Hookline,
+    router: Hookline,
+    dispatcher: Hookline,
+}
+
+async fn roles(api_env: &[(&str, &str)]) -> Roles {
     let env = TestEnv::new();
     Hookline::create_topics(BIN, &env);
     Hookline::migrate(BIN, &env);
     let receiver = Receiver::start().await;
-    // Slow enough that deliveries are in flight when the kill lands.
-    receiver.set("/sink", Behaviour::Delay(Duration::from_millis(30)));
-    // Every trigger through the router (the API's direct fan-out has its own test below).
-    let api = Hookline::start(BIN, &env, "api", &[("HOOKLINE_API__DIRECT_FANOUT", "false")]).await;
+    let api = Hookline::start(BIN, &env, "api", api_env).await;
     let scheduler = Hookline::start(BIN, &env, "scheduler", &[]).await;
-    let mut router = Hookline::start(BIN, &env, "router", &[]).await;
-    let mut dispatcher = Hookline::start(BIN, &env, "dispatcher", &[]).await;
+    let router = Hookline::start(BIN, &env, "router", &[]).await;
+    let dispatcher = Hookline::start(BIN, &env, "dispatcher", &[]).await;
     create_endpoint(&api, receiver.url("/sink"), &["load.*"]).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
+    Roles { env, receiver, api, scheduler, router, dispatcher }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
+    // Every trigger through the router (the API's direct fan-out has its own test below).
+    let Roles { env, receiver, api, scheduler, mut router, mut dispatcher } =
+        roles(&[("HOOKLINE_API__DIRECT_FANOUT", "false")]).await;
+    // Slow enough that deliveries are in flight when the kill lands.
+    receiver.set("/sink", Behaviour::Delay(Duration::from_millis(30)));
 
     const N: usize = 600;
     for b in 0..3 {
@@ -106,17 +122,16 @@ async fn kill_9_of_the_dispatcher_and_of_the_router_under_load_loses_nothing() {
 
 /// One trigger; `Some(status)`, or `None` when the API went away before answering.
 async fn try_trigger(api: std::net::SocketAddr, i: usize) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = json!({"tenant_id": "acme", "event_type": "load.tick", "payload": {"i": i}}).to_string();
-    let req = format!(
-        "POST /api/webhooks/trigger HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut s = tokio::net::TcpStream::connect(api).await.ok()?;
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).await.ok()?;
-    String::from_utf8_lossy(&answer).split(' ').nth(1)?.parse().ok()
+    let body = json!({"tenant_id": "acme", "event_type": "load.tick", "payload": {"i": i}});
+    let answer = hookline_testkit::http::try_call_raw(
+        api,
+        "POST",
+        "/api/webhooks/trigger",
+        Some(ADMIN_TOKEN),
+        Some(body.to_string().into_bytes()),
+    )
+    .await;
+    answer.map(|(status, _)| status)
 }
 
 /// kill -9 of the API while its direct fan-out transactions are in flight: every trigger it
@@ -124,16 +139,7 @@ async fn try_trigger(api: std::net::SocketAddr, i: usize) -> Option<u16> {
 /// killed process's open transaction holds its partitions until the transaction timeout (10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
-    let env = TestEnv::new();
-    Hookline::create_topics(BIN, &env);
-    Hookline::migrate(BIN, &env);
-    let receiver = Receiver::start().await;
-    let mut api = Hookline::start(BIN, &env, "api", &[]).await;
-    let scheduler = Hookline::start(BIN, &env, "scheduler", &[]).await;
-    let router = Hookline::start(BIN, &env, "router", &[]).await;
-    let dispatcher = Hookline::start(BIN, &env, "dispatcher", &[]).await;
-    create_endpoint(&api, receiver.url("/sink"), &["load.*"]).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let Roles { env, receiver, mut api, scheduler, router, dispatcher } = roles(&[]).await;
 
     // Four senders, one trigger at a time each, until the API is gone (at most 2,000 each).
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
