@@ -5,6 +5,7 @@ use std::time::Duration;
 use hookline_config::KafkaOptions;
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::oneshot;
@@ -28,6 +29,15 @@ pub fn base_config(kafka: &KafkaOptions, client_id: &str) -> ClientConfig {
     c
 }
 
+/// One record for [`EventProducer::send_all`].
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    /// One header (name, value), if any.
+    pub header: Option<(&'a str, &'a [u8])>,
+}
+
 /// A shared, cheap-to-clone idempotent producer.
 #[derive(Clone)]
 pub struct EventProducer {
@@ -36,7 +46,19 @@ pub struct EventProducer {
 
 impl EventProducer {
     pub fn new(kafka: &KafkaOptions, client_id: &str) -> Result<Self, KafkaError> {
-        let inner = PolledProducer::create(&base_config(kafka, client_id), AwaitedReports)
+        Self::create(kafka, base_config(kafka, client_id))
+    }
+
+    /// A producer whose records wait at most `linger_ms` to be batched, instead of
+    /// `kafka.linger_ms`.
+    pub fn with_linger(kafka: &KafkaOptions, client_id: &str, linger_ms: u32) -> Result<Self, KafkaError> {
+        let mut c = base_config(kafka, client_id);
+        c.set("linger.ms", linger_ms.to_string());
+        Self::create(kafka, c)
+    }
+
+    fn create(kafka: &KafkaOptions, c: ClientConfig) -> Result<Self, KafkaError> {
+        let inner = PolledProducer::create(&c, AwaitedReports)
             .map_err(|source| KafkaError::Client { brokers: kafka.brokers.clone(), source })?;
         Ok(Self { inner })
     }
@@ -44,25 +66,54 @@ impl EventProducer {
     /// Appends one record and waits for the broker's acknowledgement. Returns (partition, offset).
     /// A full local queue is waited out for up to [`DELIVERY_TIMEOUT`].
     pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(i32, i64), KafkaError> {
-        let failed = |source| KafkaError::Produce { topic: topic.to_string(), source };
+        let report = self.enqueue(&Record { topic, key, value, header: None }).await?;
+        report.await
+    }
+
+    /// Appends every record, then waits for all the broker's acknowledgements. Not atomic: on
+    /// an error some of the records may be on the log. The records go out in the same requests
+    /// as far as `linger.ms` and the partitions allow.
+    pub async fn send_all(&self, records: &[Record<'_>]) -> Result<(), KafkaError> {
+        let mut reports = Vec::with_capacity(records.len());
+        for r in records {
+            reports.push(self.enqueue(r).await?);
+        }
+        for report in reports {
+            report.await?;
+        }
+        Ok(())
+    }
+
+    /// Puts `r` in the local queue (a full queue is waited out for up to [`DELIVERY_TIMEOUT`]);
+    /// the future resolves with the broker's acknowledgement.
+    async fn enqueue(
+        &self,
+        r: &Record<'_>,
+    ) -> Result<impl Future<Output = Result<(i32, i64), KafkaError>> + use<>, KafkaError> {
+        let topic = r.topic.to_string();
         let started = std::time::Instant::now();
         let (tx, rx) = oneshot::channel();
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(tx)).key(key).payload(value);
+        let mut record = BaseRecord::with_opaque_to(r.topic, Box::new(tx)).key(r.key).payload(r.value);
+        if let Some((name, v)) = r.header {
+            record = record.headers(OwnedHeaders::new().insert(Header { key: name, value: Some(v) }));
+        }
         loop {
             match self.inner.send(record) {
                 Ok(()) => break,
-                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                     if started.elapsed() < DELIVERY_TIMEOUT =>
                 {
-                    record = r;
+                    record = back;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err((source, _)) => return Err(failed(source)),
+                Err((source, _)) => return Err(KafkaError::Produce { topic, source }),
             }
         }
         // The report comes from the producer's own thread; a dropped sender means the client
         // was destroyed with the record still queued.
-        rx.await.unwrap_or(Err(RdKafkaError::Canceled)).map_err(failed)
+        Ok(async move {
+            rx.await.unwrap_or(Err(RdKafkaError::Canceled)).map_err(|source| KafkaError::Produce { topic, source })
+        })
     }
 
     /// Messages queued or in flight in this producer, as a probe for a metrics gauge.

@@ -135,19 +135,8 @@ impl TxnProducer {
     /// aborts the transaction and returns the record's error, so the caller handles it like
     /// any failed commit (rewind and redo).
     pub fn send(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
-        self.send_with_header(topic, key, value, None)
-    }
-
-    /// [`TxnProducer::send`] with one record header (`name`, `value`).
-    pub fn send_with_header(
-        &mut self,
-        topic: &str,
-        key: &[u8],
-        value: &[u8],
-        header: Option<(&str, &[u8])>,
-    ) -> Result<(), KafkaError> {
         if self.poisoned.is_none()
-            && let Err(e) = self.enqueue(topic, key, value, header)
+            && let Err(e) = self.enqueue(topic, key, value)
         {
             tracing::warn!(role = self.role, topic, error = %e, "a record could not join the open transaction; it will be aborted");
             self.poisoned = Some(e);
@@ -155,20 +144,9 @@ impl TxnProducer {
         if self.poisoned.is_some() { Err(KafkaError::Poisoned) } else { Ok(()) }
     }
 
-    fn enqueue(
-        &mut self,
-        topic: &str,
-        key: &[u8],
-        value: &[u8],
-        header: Option<(&str, &[u8])>,
-    ) -> Result<(), KafkaError> {
+    fn enqueue(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
         self.ensure_open()?;
         let mut record = BaseRecord::to(topic).key(key).payload(value);
-        if let Some((name, v)) = header {
-            record = record.headers(
-                rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header { key: name, value: Some(v) }),
-            );
-        }
         loop {
             match self.inner.send(record) {
                 Ok(()) => return Ok(()),
