@@ -1,58 +1,59 @@
-//! Direct fan-out (`api.direct_fanout`): the API writes a trigger's TriggerRequested record and
-//! its DeliveryRequested records in one Kafka transaction, and answers 202 after the commit.
+//! Direct fan-out (`api.direct_fanout`): the API writes a trigger's DeliveryRequested records
+//! itself, beside its TriggerRequested record, and answers 202 once the broker has acknowledged
+//! every one of them.
 //!
-//! Through the router a delivery takes two transactional hops (the API's produce, then the
-//! router's consume-produce-commit) before a dispatcher can read it; this way it takes one.
+//! Through the router a delivery takes two hops before a dispatcher can read it: the API's
+//! produce, then the router's consume-produce-commit transaction, whose commit (~10 ms on one
+//! broker) the dispatcher's read_committed consumer waits for. This way it takes one produce.
 //! The trigger record still goes onto the triggers topic (the event stream, the router's
 //! idempotency memory), marked with [`ROUTED_HEADER`] so that the router fans out nothing for
-//! it. Either every record of the transaction is on the log or none is: the client gets 202 or
-//! 503, never half a trigger.
+//! it.
 //!
-//! Only simple triggers take this path ([`plan`]): no idempotency key (the router's dedupe,
-//! which reads the log back, is the guarantee behind keys when Redis lost a claim), few
-//! targets (a transaction costs per partition it writes to), none of them ordered (an ordered
-//! endpoint gets its deliveries in trigger order only if they all come through one router), and
-//! a bounded size. The rest go through the router as before.
+//! The records are not written in a transaction (one cost 8.5–10.6 ms per commit and most of
+//! the latency: README, "Thirteenth round"). The idempotent producer keeps each record once
+//! across broker retries, so a 202 means every record is on the log, once. A failure (503)
+//! may leave some of them written: some endpoints can receive a trigger the client was told
+//! to send again, as after any answer lost on the way. A client that must not cause a repeat
+//! sends an idempotency key; keyed triggers take the router, whose transaction writes all of a
+//! trigger's deliveries or none, and whose dedupe reads the log back.
+//!
+//! Only simple triggers take this path ([`plan`]): no idempotency key, at most [`MAX_TARGETS`]
+//! endpoints (a wider fan-out is per-trigger work the router does in batches), none of them
+//! ordered (an ordered endpoint gets its deliveries in trigger order only if they all come
+//! through one router), and at most [`MAX_BYTES`] in all. The rest go through the router as
+//! before.
 //!
 //! When this API takes more than [`MAX_RATE`] triggers a second, they go through the router:
-//! under a burst its larger transactions accept and drain faster.
-//!
-//! One task owns the transactional producers and commits one transaction at a time. Requests
-//! that arrive while a commit is running wait in its queue and share the next transaction (a
-//! group commit), so at 1,000 triggers/s a transaction carries several triggers. Two
-//! transactions in flight at once (one producer committing on the blocking pool while the
-//! other takes the next requests) made each commit slower and the latency worse (README,
-//! "Twelfth round").
+//! under a burst its transactions, each taking up to 1,000 triggers from its consumer, write
+//! far fewer and larger requests than a produce per trigger, and drain faster.
 
 use std::sync::Arc;
 
 use hookline_config::KafkaOptions;
 use hookline_kafka::Topics;
 use hookline_kafka::catalog::Catalog;
-use hookline_kafka::rdkafka::TopicPartitionList;
-use hookline_kafka::txn::TxnProducer;
+use hookline_kafka::producer::{EventProducer, Record};
 use hookline_router::{Output, ROUTED_HEADER};
 use hookline_schemas::{Codec, EndpointUpserted, TriggerRequested};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use hookline_telemetry::{labels, metrics, names};
+use tokio::sync::Semaphore;
 
-/// Most endpoints a directly fanned-out trigger may go to.
-pub const MAX_TARGETS: usize = 8;
+/// Most endpoints a directly fanned-out trigger may go to. A trigger to 105 endpoints reached
+/// them about twice as fast as through the router; one to 1,000 endpoints (scenario b) was
+/// slower, with the API's memory at 863 MB against 369 (README, "Thirteenth round").
+pub const MAX_TARGETS: usize = 128;
 /// Most bytes (trigger and deliveries, encoded) of a directly fanned-out trigger.
 pub const MAX_BYTES: usize = 1 << 20;
-/// Most bytes waiting for or in a transaction; a request beyond it waits for room.
+/// Most bytes of direct fan-outs waiting for their acknowledgements; a request beyond it waits
+/// for room.
 const MAX_QUEUED_BYTES: usize = 32 << 20;
-/// Most triggers in one transaction.
-const MAX_JOBS_PER_TXN: usize = 1000;
-/// Most bytes in one transaction.
-const MAX_BYTES_PER_TXN: usize = 8 << 20;
+/// How long the direct producer's records wait to be batched (`linger.ms`). Short: a delivery
+/// waits for it before a dispatcher can see it.
+const LINGER_MS: u32 = 1;
+
 /// Triggers per second (all of this API's, in the last whole second) above which the router
-/// takes them: under a burst or a sustained high rate the router's transactions, which take up
-/// to 1,000 triggers from its consumer at once, cost the broker far less per trigger (README,
-/// "Twelfth round").
+/// takes them (README, "Thirteenth round").
 pub const MAX_RATE: u64 = 2000;
-/// Pause before building the producers again after that failed (the broker refuses
-/// transactions to this client, or is down).
-const RETRY_PRODUCERS: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The records of one directly fanned-out trigger.
 pub struct Plan {
@@ -92,38 +93,30 @@ fn eligible(record: &TriggerRequested, targets: &[Arc<EndpointUpserted>], trigge
         && trigger_bytes.saturating_mul(targets.len() + 1) <= MAX_BYTES
 }
 
-/// Why a directly fanned-out trigger was not committed.
+/// Why a directly fanned-out trigger was not acknowledged.
 #[derive(Debug, Clone)]
 pub enum DirectError {
-    /// Nothing was written and the API has no transactional producer (the broker refuses
-    /// transactions to this client, or cannot be reached): the caller may publish the trigger
-    /// for the router instead.
+    /// Nothing was written and the API has no direct producer: the caller may publish the
+    /// trigger for the router instead.
     NoProducer(String),
-    /// The transaction failed and was aborted: nothing of it reached a reader.
+    /// The broker did not acknowledge every record; some may be on the log.
     Failed(String),
 }
 
 impl std::fmt::Display for DirectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::NoProducer(e) => write!(f, "no transactional producer: {e}"),
+            Self::NoProducer(e) => write!(f, "no direct producer: {e}"),
             Self::Failed(e) => write!(f, "{e}"),
         }
     }
 }
 
-struct Job {
-    trigger: Output,
-    deliveries: Vec<Output>,
-    bytes: usize,
-    done: oneshot::Sender<Result<(), DirectError>>,
-    _room: OwnedSemaphorePermit,
-}
-
 /// The handle the handlers publish through; cheap to clone.
 #[derive(Clone)]
 pub struct Direct {
-    jobs: mpsc::UnboundedSender<Job>,
+    /// The producer, or why it could not be built.
+    producer: Result<EventProducer, String>,
     room: Arc<Semaphore>,
     rate: Arc<std::sync::Mutex<Rate>>,
 }
@@ -152,13 +145,13 @@ impl Rate {
 }
 
 impl Direct {
-    /// Starts the task owning the producers (built at the first trigger). It ends when the last
-    /// handle is dropped.
-    pub fn start(kafka: KafkaOptions) -> Self {
-        let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(kafka, rx));
+    pub fn new(kafka: &KafkaOptions) -> Self {
+        let producer = EventProducer::with_linger(kafka, "hookline-api-direct", LINGER_MS).map_err(|e| {
+            tracing::warn!(error = %e, "api: cannot build the producer for direct fan-out; triggers go through the router");
+            e.to_string()
+        });
         let rate = Rate { since: std::time::Instant::now(), count: 0, last: 0 };
-        Self { jobs, room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)), rate: Arc::new(std::sync::Mutex::new(rate)) }
+        Self { producer, room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)), rate: Arc::new(std::sync::Mutex::new(rate)) }
     }
 
     /// Counts a trigger; `false` when this API takes more than [`MAX_RATE`] triggers a second,
@@ -167,100 +160,24 @@ impl Direct {
         self.rate.lock().unwrap_or_else(|p| p.into_inner()).admit(std::time::Instant::now())
     }
 
-    /// Writes the trigger record (to `topic`, keyed `key`) and the planned deliveries in one
-    /// transaction; `Ok` once it is committed.
-    pub async fn publish(&self, topic: &str, key: &[u8], trigger: Vec<u8>, plan: Plan) -> Result<(), DirectError> {
-        let stopped = || DirectError::NoProducer("the direct publisher has stopped".into());
-        let bytes = plan.bytes.min(MAX_BYTES);
-        let room = self.room.clone().acquire_many_owned(bytes as u32).await.map_err(|_| stopped())?;
-        let (done, answer) = oneshot::channel();
-        let trigger = Output { topic: topic.to_string(), key: key.to_vec(), value: trigger };
-        let job = Job { trigger, deliveries: plan.deliveries, bytes, done, _room: room };
-        self.jobs.send(job).map_err(|_| stopped())?;
-        // A dropped answer (the task panicked) may follow a commit: not safe to publish again.
-        answer.await.map_err(|_| DirectError::Failed("the direct publisher stopped".into()))?
-    }
-}
-
-async fn run(kafka: KafkaOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
-    // Built at once: with `kafka.instance_id` set this fences a dead predecessor's open
-    // transaction now rather than at the first trigger.
-    let mut producers: Option<[TxnProducer; 2]> = None;
-    let mut unavailable: Option<(std::time::Instant, String)> = None;
-    match TxnProducer::pair(&kafka, "api") {
-        Ok(p) => producers = Some(p),
-        Err(e) => {
-            tracing::warn!(error = %e, "api: cannot start the transactional producers for direct fan-out; triggers go through the router until they start");
-            unavailable = Some((std::time::Instant::now(), e.to_string()));
-        }
-    }
-    let mut turn = 0usize;
-    while let Some(first) = rx.recv().await {
-        let mut bytes = first.bytes;
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_JOBS_PER_TXN && bytes < MAX_BYTES_PER_TXN {
-            match rx.try_recv() {
-                Ok(j) => {
-                    bytes += j.bytes;
-                    jobs.push(j);
-                }
-                Err(_) => break,
-            }
-        }
-        if producers.is_none() {
-            // Tried again at most every RETRY_PRODUCERS; meanwhile the triggers take the router.
-            if let Some((since, e)) = &unavailable
-                && since.elapsed() < RETRY_PRODUCERS
-            {
-                answer(jobs, Err(DirectError::NoProducer(e.clone())));
-                continue;
-            }
-            match TxnProducer::pair(&kafka, "api") {
-                Ok(p) => {
-                    tracing::info!("api: transactional producers for direct fan-out started");
-                    producers = Some(p);
-                    unavailable = None;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "api: cannot start the transactional producers for direct fan-out; triggers go through the router");
-                    unavailable = Some((std::time::Instant::now(), e.to_string()));
-                    answer(jobs, Err(DirectError::NoProducer(e.to_string())));
-                    continue;
-                }
-            }
-        }
-        let Some(pair) = producers.as_mut() else { continue };
-        // Take turns (see `TxnProducer::pair`): the other producer's last commit is a whole
-        // turn older, so the coordinator has finished it.
-        let producer = &mut pair[turn];
-        turn = (turn + 1) % 2;
-        enqueue(producer, &jobs);
-        let result = tokio::task::block_in_place(|| producer.commit_blocking(None, &TopicPartitionList::new()))
-            .map_err(|e| DirectError::Failed(e.to_string()));
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, triggers = jobs.len(), "api: direct fan-out transaction failed; answering 503");
-        }
-        answer(jobs, result);
-    }
-}
-
-/// Every job's records into the producer's transaction. A record that cannot join it makes the
-/// commit abort it (see `TxnProducer::send`), so a failure leaves nothing on the log.
-fn enqueue(producer: &mut TxnProducer, jobs: &[Job]) {
-    for job in jobs {
-        let t = &job.trigger;
-        if producer.send_with_header(&t.topic, &t.key, &t.value, Some((ROUTED_HEADER, b"api"))).is_err() {
-            return;
-        }
-        if job.deliveries.iter().any(|d| producer.send(&d.topic, &d.key, &d.value).is_err()) {
-            return;
-        }
-    }
-}
-
-fn answer(jobs: Vec<Job>, result: Result<(), DirectError>) {
-    for job in jobs {
-        let _ = job.done.send(result.clone());
+    /// Writes the trigger record (to `topic`, keyed `key`, with [`ROUTED_HEADER`]) and the
+    /// planned deliveries; `Ok` once the broker has acknowledged every one.
+    pub async fn publish(&self, topic: &str, key: &[u8], trigger: &[u8], plan: Plan) -> Result<(), DirectError> {
+        let producer = self.producer.as_ref().map_err(|e| DirectError::NoProducer(e.clone()))?;
+        let _room = (self.room.clone().acquire_many_owned(plan.bytes.min(MAX_BYTES) as u32).await)
+            .map_err(|_| DirectError::NoProducer("the direct producer has stopped".into()))?;
+        let mut records = Vec::with_capacity(plan.deliveries.len() + 1);
+        records.push(Record { topic, key, value: trigger, header: Some((ROUTED_HEADER, b"api")) });
+        records.extend(plan.deliveries.iter().map(|d| Record {
+            topic: &d.topic,
+            key: &d.key,
+            value: &d.value,
+            header: None,
+        }));
+        let result = producer.send_all(&records).await.map_err(|e| DirectError::Failed(e.to_string()));
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics().direct_fanouts.get_or_create(&labels([(names::RESULT, outcome)])).inc();
+        result
     }
 }
 
@@ -326,6 +243,7 @@ mod tests {
         assert!(eligible(&t, &endpoints(0, false), 200), "nothing to deliver: the trigger record alone");
         assert!(eligible(&t, &endpoints(MAX_TARGETS, false), 200));
         assert!(!eligible(&t, &endpoints(MAX_TARGETS + 1, false), 200), "a wide fan-out goes to the router");
+        assert!(!eligible(&t, &endpoints(100, false), 20_000), "101 copies of 20,000 bytes: over 1 MiB");
         assert!(!eligible(&t, &endpoints(2, true), 200), "an ordered endpoint gets its deliveries from the router");
         assert!(!eligible(&trigger(Some("k")), &endpoints(1, false), 200), "keys are judged by the router's dedupe");
         assert!(eligible(&t, &endpoints(1, false), MAX_BYTES / 2));

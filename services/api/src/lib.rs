@@ -153,7 +153,7 @@ impl AppState {
                 }
             }
         });
-        let direct = config.api.direct_fanout.then(|| direct::Direct::start(config.kafka.clone()));
+        let direct = config.api.direct_fanout.then(|| direct::Direct::new(&config.kafka));
         Ok(Self {
             redis,
             direct,

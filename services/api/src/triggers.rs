@@ -1,8 +1,8 @@
 //! Triggers: `POST /api/webhooks/trigger` (one event) and `POST /api/webhooks/trigger/batch`.
 //! The answer (202 with the trigger id) is sent only after the broker acknowledged the
 //! TriggerRequested record (acks=all, idempotent producer), or, for a trigger the API fans out
-//! itself ([`crate::direct`]), committed the transaction holding it and its deliveries; a broker
-//! that does not answer gives 503, never a silent loss.
+//! itself ([`crate::direct`]), acknowledged it and every one of its deliveries; a broker that
+//! does not answer gives 503, never a silent loss.
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
@@ -117,7 +117,9 @@ pub struct BatchOut {
         (status = CONFLICT, description = "A request with the same idempotency key is still being accepted; retry"),
         (status = PAYLOAD_TOO_LARGE, description = "The payload exceeds `api.max_payload_bytes`, or the event \
                                                     the event log's record limit"),
-        (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge; the trigger was not accepted"),
+        (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge; the trigger was not accepted \
+                                                      (without an idempotency key, some of its endpoints may still \
+                                                      receive it)"),
     )
 )]
 async fn trigger(
@@ -372,14 +374,14 @@ async fn publish(state: &AppState, record: &TriggerRequested, bytes: &[u8]) -> R
         && let Some(plan) = crate::direct::plan(&state.catalog, &state.codec, &state.topics, record, bytes.len())
     {
         let key = record.envelope.tenant_id.as_bytes();
-        match direct.publish(&state.topics.triggers, key, bytes.to_vec(), plan).await {
+        match direct.publish(&state.topics.triggers, key, bytes, plan).await {
             Ok(()) => return Ok(record.envelope.trigger_id.clone().unwrap_or_default()),
             // Nothing written: the router fans it out instead.
             Err(crate::direct::DirectError::NoProducer(_)) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "trigger and its deliveries not committed");
+                tracing::warn!(error = %e, "trigger and its deliveries not all acknowledged");
                 return Err(ApiProblem::Unavailable(
-                    "the event log did not take the trigger; it was not accepted, try again",
+                    "the event log did not acknowledge all of the trigger's records; it was not accepted (some endpoints may still receive it), try again",
                 ));
             }
         }

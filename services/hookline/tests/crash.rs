@@ -1,5 +1,5 @@
 //! Crashes: kill -9 of the dispatcher and of the router under load, of the API in the middle of
-//! its direct fan-out transactions, and a retry that falls due while every process is down. Nothing may be lost; a duplicate may only repeat a webhook-id.
+//! its direct fan-outs, and a retry that falls due while every process is down. Nothing may be lost; a duplicate may only repeat a webhook-id.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -135,11 +135,10 @@ async fn try_trigger(api: std::net::SocketAddr, i: usize) -> Option<u16> {
     answer.map(|(status, _)| status).filter(|&status| status != 0)
 }
 
-/// kill -9 of the API while its direct fan-out transactions are in flight: every trigger it
-/// accepted (202) is delivered; one it never answered is delivered whole or not at all. The
-/// killed process's open transaction holds its partitions until the transaction timeout (10 s).
+/// kill -9 of the API while its direct fan-outs are in flight: every trigger it accepted (202)
+/// is delivered; one it never answered may be delivered too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
+async fn kill_9_of_the_api_mid_fan_out_loses_no_accepted_trigger() {
     let Roles { env, receiver, mut api, scheduler, router, dispatcher } = roles(&[]).await;
 
     // Four senders, one trigger at a time each, until the API is gone (at most 2,000 each).
@@ -153,7 +152,7 @@ async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
                         Some(202) => {
                             accepted.lock().unwrap().insert(i as u64);
                         }
-                        // Not accepted (a slow commit on a busy machine): nothing to check.
+                        // Not accepted (a slow broker on a busy machine): nothing to check.
                         Some(503) => {}
                         Some(code) => panic!("trigger {i}: {code}"),
                         None => return,
@@ -163,7 +162,7 @@ async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
         })
         .collect();
     receiver.wait_for("/sink", 50, Duration::from_secs(30)).await;
-    assert!(api.txn_commits("api").await > 0, "the triggers went out in the API's own transactions");
+    assert!(api.direct_fanouts().await > 0, "the API fanned the triggers out itself");
     api.kill9();
     for s in senders {
         s.await.unwrap();
@@ -171,7 +170,7 @@ async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
     let accepted = accepted.lock().unwrap().clone();
     assert!(accepted.len() >= 40, "{} accepted before the kill", accepted.len());
 
-    // A new API takes triggers at once; they arrive once the dead one's transaction expired.
+    // A new API takes triggers at once.
     let api2 = Hookline::start(BIN, &env, "api", &[]).await;
     for b in 0..3 {
         trigger_batch(&api2, "load.tick", 10_000 + b * 100, 100).await;
@@ -185,7 +184,7 @@ async fn kill_9_of_the_api_mid_transaction_loses_no_accepted_trigger() {
         if missing == 0 {
             let unanswered = got.iter().filter(|i| **i < 10_000 && !accepted.contains(i)).count();
             eprintln!(
-                "kill -9 of the api: {} accepted, all delivered; {unanswered} unanswered but committed",
+                "kill -9 of the api: {} accepted, all delivered; {unanswered} unanswered but delivered",
                 accepted.len()
             );
             break;

@@ -7,8 +7,8 @@
 //! the first record seen of a partition, a rewind, or a gap in offsets after the partition was
 //! taken away by a rebalance (it may have been elsewhere for a while) makes the router read the
 //! partition back up to that record before deciding. A gap while the partition stayed here is
-//! transaction markers and aborted records (a transactional producer of triggers, such as the
-//! API's direct fan-out, leaves one marker per transaction): nothing to read back.
+//! transaction markers and aborted records (a transactional producer of triggers leaves one
+//! marker per transaction): nothing to read back.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

@@ -18,9 +18,8 @@ pub struct Output {
     pub value: Vec<u8>,
 }
 
-/// Header on a TriggerRequested whose deliveries the API wrote with it, in the same
-/// transaction (`api.direct_fanout`): the router takes note of it (idempotency memory, offsets)
-/// and fans out nothing.
+/// Header on a TriggerRequested whose deliveries the API wrote itself (`api.direct_fanout`):
+/// the router takes note of it (idempotency memory, offsets) and fans out nothing.
 pub const ROUTED_HEADER: &str = "hookline-routed";
 
 /// Routes one record of the triggers topic. With `dedupe`, a keyed trigger whose key was

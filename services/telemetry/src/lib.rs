@@ -44,6 +44,7 @@ pub mod names {
     pub const CQL_CALLS: &str = "hookline_cql_calls";
     pub const CQL_CALL_DURATION: &str = "hookline_cql_call_duration";
     pub const KAFKA_TXN_COMMITS: &str = "hookline_kafka_txn_commits";
+    pub const DIRECT_FANOUTS: &str = "hookline_direct_fanouts";
     pub const KAFKA_TXN_COMMIT_DURATION: &str = "hookline_kafka_txn_commit_duration";
     pub const RECORD_AGE_AT_PICKUP: &str = "hookline_record_age_at_pickup";
     pub const PROCESS_RSS: &str = "hookline_process_resident_memory";
@@ -99,6 +100,8 @@ pub struct Metrics {
     pub cql_calls: Counters,
     pub cql_call_duration: Histograms,
     pub kafka_txn_commits: Counters,
+    /// Triggers the API fanned out itself (`api.direct_fanout`), by result.
+    pub direct_fanouts: Counters,
     pub kafka_txn_commit_duration: Histograms,
     /// How old a record is (since its Kafka timestamp) when a role takes it from its consumer:
     /// each hop's share of the trigger-to-receipt latency.
@@ -173,6 +176,11 @@ impl Metrics {
         let cql_call_duration = histograms(&mut r, CQL_CALL_DURATION, "Duration of CQL calls, by operation");
         let kafka_txn_commits =
             counters(&mut r, KAFKA_TXN_COMMITS, "Kafka transaction commits, by role (op) and result");
+        let direct_fanouts = counters(
+            &mut r,
+            DIRECT_FANOUTS,
+            "Triggers the API fanned out itself, by result (ok: every record acknowledged)",
+        );
         let kafka_txn_commit_duration = histograms(
             &mut r,
             KAFKA_TXN_COMMIT_DURATION,
@@ -207,6 +215,7 @@ impl Metrics {
             cql_calls,
             cql_call_duration,
             kafka_txn_commits,
+            direct_fanouts,
             kafka_txn_commit_duration,
             record_age_at_pickup,
             scraped,

@@ -152,16 +152,14 @@ impl Hookline {
         self.kill9();
     }
 
-    /// Committed Kafka transactions of `op` (a role, or "api" for its direct fan-out), from
-    /// this process's `/metrics`.
-    pub async fn txn_commits(&self, op: &str) -> u64 {
+    /// Triggers this process's API fanned out itself (`api.direct_fanout`) and the broker
+    /// acknowledged whole, from its `/metrics`.
+    pub async fn direct_fanouts(&self) -> u64 {
         let (code, body) = crate::http::call_raw(self.api, "GET", "/metrics", Some(ADMIN_TOKEN), None).await;
         assert_eq!(code, 200, "GET /metrics");
-        let op = format!(r#"op="{op}""#);
         String::from_utf8_lossy(&body)
             .lines()
-            .filter(|l| l.starts_with("hookline_kafka_txn_commits_total{"))
-            .filter(|l| l.contains(&op) && l.contains(r#"result="ok""#))
+            .filter(|l| l.starts_with(r#"hookline_direct_fanouts_total{result="ok"}"#))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
