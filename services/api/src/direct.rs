@@ -5,6 +5,9 @@
 //! Through the router a delivery takes two hops before a dispatcher can read it: the API's
 //! produce, then the router's consume-produce-commit transaction, whose commit (~10 ms on one
 //! broker) the dispatcher's read_committed consumer waits for. This way it takes one produce.
+//! (A read_committed reader still stops at an open transaction of another writer on the same
+//! partition, the router's or the scheduler's: with traffic on both paths, a direct delivery
+//! may wait for such a commit.)
 //! The trigger record still goes onto the triggers topic (the event stream, the router's
 //! idempotency memory), marked with [`ROUTED_HEADER`] so that the router fans out nothing for
 //! it.
@@ -150,6 +153,13 @@ impl Direct {
             tracing::warn!(error = %e, "api: cannot build the producer for direct fan-out; triggers go through the router");
             e.to_string()
         });
+        if let Ok(p) = &producer {
+            hookline_telemetry::gauge_fn(
+                names::KAFKA_PRODUCER_QUEUE,
+                labels([(names::CLIENT, "api-direct")]),
+                p.queue_probe(),
+            );
+        }
         let rate = Rate { since: std::time::Instant::now(), count: 0, last: 0 };
         Self { producer, room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)), rate: Arc::new(std::sync::Mutex::new(rate)) }
     }

@@ -181,7 +181,8 @@ fn count<T>(result: Result<(T, usize), ApiProblem>) -> Result<T, ApiProblem> {
         (status = PAYLOAD_TOO_LARGE, description = "A payload exceeds `api.max_payload_bytes`, or an event \
                                                     the event log's record limit"),
         (status = SERVICE_UNAVAILABLE, description = "The broker did not acknowledge every event; retry the batch \
-                                                      (idempotency keys make a retry safe)"),
+                                                      (idempotency keys make a retry safe; without one, an event may \
+                                                      already reach some of its endpoints)"),
     )
 )]
 async fn batch(

@@ -66,32 +66,45 @@ impl EventProducer {
     /// Appends one record and waits for the broker's acknowledgement. Returns (partition, offset).
     /// A full local queue is waited out for up to [`DELIVERY_TIMEOUT`].
     pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(i32, i64), KafkaError> {
-        let report = self.enqueue(&Record { topic, key, value, header: None }).await?;
+        let deadline = std::time::Instant::now() + DELIVERY_TIMEOUT;
+        let report = self.enqueue(&Record { topic, key, value, header: None }, deadline).await?;
         report.await
     }
 
     /// Appends every record, then waits for all the broker's acknowledgements. Not atomic: on
     /// an error some of the records may be on the log. The records go out in the same requests
-    /// as far as `linger.ms` and the partitions allow.
+    /// as far as `linger.ms` and the partitions allow. A full local queue is waited out for up
+    /// to [`DELIVERY_TIMEOUT`] in all. Returns only once no record of the call is still queued
+    /// or in flight, so that the caller's accounting of bytes in flight holds.
     pub async fn send_all(&self, records: &[Record<'_>]) -> Result<(), KafkaError> {
+        let deadline = std::time::Instant::now() + DELIVERY_TIMEOUT;
         let mut reports = Vec::with_capacity(records.len());
+        let mut failed = None;
         for r in records {
-            reports.push(self.enqueue(r).await?);
+            match self.enqueue(r, deadline).await {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
         for report in reports {
-            report.await?;
+            if let Err(e) = report.await {
+                failed.get_or_insert(e);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
-    /// Puts `r` in the local queue (a full queue is waited out for up to [`DELIVERY_TIMEOUT`]);
-    /// the future resolves with the broker's acknowledgement.
+    /// Puts `r` in the local queue (a full queue is waited out until `deadline`); the future
+    /// resolves with the broker's acknowledgement.
     async fn enqueue(
         &self,
         r: &Record<'_>,
+        deadline: std::time::Instant,
     ) -> Result<impl Future<Output = Result<(i32, i64), KafkaError>> + use<>, KafkaError> {
         let topic = r.topic.to_string();
-        let started = std::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         let mut record = BaseRecord::with_opaque_to(r.topic, Box::new(tx)).key(r.key).payload(r.value);
         if let Some((name, v)) = r.header {
@@ -101,7 +114,7 @@ impl EventProducer {
             match self.inner.send(record) {
                 Ok(()) => break,
                 Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.elapsed() < DELIVERY_TIMEOUT =>
+                    if std::time::Instant::now() < deadline =>
                 {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(10)).await;
