@@ -66,9 +66,10 @@ impl EventProducer {
     /// Appends one record and waits for the broker's acknowledgement. Returns (partition, offset).
     /// A full local queue is waited out for up to [`DELIVERY_TIMEOUT`].
     pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(i32, i64), KafkaError> {
+        let failed = |source| KafkaError::Produce { topic: topic.to_string(), source };
         let deadline = std::time::Instant::now() + DELIVERY_TIMEOUT;
-        let report = self.enqueue(&Record { topic, key, value, header: None }, deadline).await?;
-        report.await
+        let report = self.enqueue(&Record { topic, key, value, header: None }, deadline).await.map_err(failed)?;
+        report.await.map_err(failed)
     }
 
     /// Appends every record, then waits for all the broker's acknowledgements. Not atomic: on
@@ -82,19 +83,19 @@ impl EventProducer {
         let mut failed = None;
         for r in records {
             match self.enqueue(r, deadline).await {
-                Ok(report) => reports.push(report),
+                Ok(report) => reports.push((r.topic, report)),
                 Err(e) => {
-                    failed = Some(e);
+                    failed = Some((r.topic, e));
                     break;
                 }
             }
         }
-        for report in reports {
+        for (topic, report) in reports {
             if let Err(e) = report.await {
-                failed.get_or_insert(e);
+                failed.get_or_insert((topic, e));
             }
         }
-        failed.map_or(Ok(()), Err)
+        failed.map_or(Ok(()), |(topic, source)| Err(KafkaError::Produce { topic: topic.to_string(), source }))
     }
 
     /// Puts `r` in the local queue (a full queue is waited out until `deadline`); the future
@@ -103,8 +104,7 @@ impl EventProducer {
         &self,
         r: &Record<'_>,
         deadline: std::time::Instant,
-    ) -> Result<impl Future<Output = Result<(i32, i64), KafkaError>> + use<>, KafkaError> {
-        let topic = r.topic.to_string();
+    ) -> Result<impl Future<Output = Result<(i32, i64), RdKafkaError>> + use<>, RdKafkaError> {
         let (tx, rx) = oneshot::channel();
         let mut record = BaseRecord::with_opaque_to(r.topic, Box::new(tx)).key(r.key).payload(r.value);
         if let Some((name, v)) = r.header {
@@ -119,14 +119,12 @@ impl EventProducer {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err((source, _)) => return Err(KafkaError::Produce { topic, source }),
+                Err((source, _)) => return Err(source),
             }
         }
         // The report comes from the producer's own thread; a dropped sender means the client
         // was destroyed with the record still queued.
-        Ok(async move {
-            rx.await.unwrap_or(Err(RdKafkaError::Canceled)).map_err(|source| KafkaError::Produce { topic, source })
-        })
+        Ok(async move { rx.await.unwrap_or(Err(RdKafkaError::Canceled)) })
     }
 
     /// Messages queued or in flight in this producer, as a probe for a metrics gauge.
