@@ -38,7 +38,7 @@ use hookline_kafka::catalog::Catalog;
 use hookline_kafka::producer::{EventProducer, Record};
 use hookline_router::{Output, ROUTED_HEADER};
 use hookline_schemas::{Codec, EndpointUpserted, TriggerRequested};
-use hookline_telemetry::{labels, metrics, names};
+use hookline_telemetry::{Counter, labels, metrics, names};
 use tokio::sync::Semaphore;
 
 /// Most endpoints a directly fanned-out trigger may go to. A trigger to 105 endpoints reached
@@ -122,6 +122,8 @@ pub struct Direct {
     producer: Result<EventProducer, String>,
     room: Arc<Semaphore>,
     rate: Arc<std::sync::Mutex<Rate>>,
+    /// `hookline_direct_fanouts_total` with result "ok" and "error", kept to count per trigger.
+    outcomes: [Counter; 2],
 }
 
 /// This API's trigger rate, counted per whole second.
@@ -161,7 +163,13 @@ impl Direct {
             );
         }
         let rate = Rate { since: std::time::Instant::now(), count: 0, last: 0 };
-        Self { producer, room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)), rate: Arc::new(std::sync::Mutex::new(rate)) }
+        let outcome = |result| metrics().direct_fanouts.get_or_create(&labels([(names::RESULT, result)])).clone();
+        Self {
+            producer,
+            room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)),
+            rate: Arc::new(std::sync::Mutex::new(rate)),
+            outcomes: [outcome("ok"), outcome("error")],
+        }
     }
 
     /// Counts a trigger; `false` when this API takes more than [`MAX_RATE`] triggers a second,
@@ -174,7 +182,7 @@ impl Direct {
     /// planned deliveries; `Ok` once the broker has acknowledged every one.
     pub async fn publish(&self, topic: &str, key: &[u8], trigger: &[u8], plan: Plan) -> Result<(), DirectError> {
         let producer = self.producer.as_ref().map_err(|e| DirectError::NoProducer(e.clone()))?;
-        let _room = (self.room.clone().acquire_many_owned(plan.bytes.min(MAX_BYTES) as u32).await)
+        let _room = (self.room.acquire_many(plan.bytes.min(MAX_BYTES) as u32).await)
             .map_err(|_| DirectError::NoProducer("the direct producer has stopped".into()))?;
         let mut records = Vec::with_capacity(plan.deliveries.len() + 1);
         records.push(Record { topic, key, value: trigger, header: Some((ROUTED_HEADER, b"api")) });
@@ -185,8 +193,7 @@ impl Direct {
             header: None,
         }));
         let result = producer.send_all(&records).await.map_err(|e| DirectError::Failed(e.to_string()));
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics().direct_fanouts.get_or_create(&labels([(names::RESULT, outcome)])).inc();
+        self.outcomes[usize::from(result.is_err())].inc();
         result
     }
 }
