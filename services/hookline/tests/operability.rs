@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hookline_testkit::TestEnv;
-use hookline_testkit::http::{call, call_raw};
+use hookline_testkit::http::call;
 use hookline_testkit::process::{ADMIN_TOKEN, Hookline};
 use hookline_testkit::receiver::{Behaviour, Receiver};
 use serde_json::json;
@@ -199,15 +199,7 @@ async fn spans_are_exported_over_otlp_when_configured() {
     // The API fans the trigger out itself, so the webhook can arrive before the router has taken
     // the trigger record (and opened its `route` span): wait for the router's pickup first.
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (code, text) = call_raw(h.api, "GET", "/metrics", Some(ADMIN_TOKEN), None).await;
-        assert_eq!(code, 200);
-        let text = String::from_utf8_lossy(&text).into_owned();
-        if text.lines().any(|l| {
-            l.starts_with(r#"hookline_record_age_at_pickup_seconds_count{op="router"} "#) && !l.ends_with(" 0")
-        }) {
-            break;
-        }
+    while h.metric(r#"hookline_record_age_at_pickup_seconds_count{op="router"}"#).await == 0.0 {
         assert!(Instant::now() < deadline, "the router never took the trigger record");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

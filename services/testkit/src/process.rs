@@ -152,16 +152,21 @@ impl Hookline {
         self.kill9();
     }
 
-    /// Triggers this process's API fanned out itself (`api.direct_fanout`) and the broker
-    /// acknowledged whole, from its `/metrics`.
-    pub async fn direct_fanouts(&self) -> u64 {
+    /// The value of one series (`name{labels}` exactly as exposed) on this process's
+    /// `/metrics`; 0 when it is not there.
+    pub async fn metric(&self, series: &str) -> f64 {
         let (code, body) = crate::http::call_raw(self.api, "GET", "/metrics", Some(ADMIN_TOKEN), None).await;
         assert_eq!(code, 200, "GET /metrics");
         String::from_utf8_lossy(&body)
             .lines()
-            .filter(|l| l.starts_with(r#"hookline_direct_fanouts_total{result="ok"}"#))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+            .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Triggers this process's API fanned out itself (`api.direct_fanout`) and the broker
+    /// acknowledged whole.
+    pub async fn direct_fanouts(&self) -> u64 {
+        self.metric(r#"hookline_direct_fanouts_total{result="ok"}"#).await as u64
     }
 
     pub fn bin(&self) -> &str {
