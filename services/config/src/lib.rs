@@ -174,7 +174,7 @@ pub struct ApiOptions {
     /// Fan a trigger out in the API itself: its DeliveryRequested records are written beside
     /// its TriggerRequested record, and the 202 follows the broker's acknowledgement of every
     /// one, so the deliveries skip the router's hop and its transaction (at 1,000 triggers/s,
-    /// trigger-to-receipt p50 about a fifth of the routed one). Not atomic: a 503 may follow
+    /// trigger-to-receipt p50 about a seventh of the routed one). Not atomic: a 503 may follow
     /// some of the records, and some endpoints then receive a trigger the client is told to
     /// send again. Only for triggers without an idempotency key (the router writes a keyed
     /// trigger's deliveries all or none, and its log-backed dedupe judges repeats), to at most
