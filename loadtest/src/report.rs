@@ -46,6 +46,12 @@ pub struct Host {
     /// `/proc/loadavg` (1, 5, 15 min) when generation started and when the run ended.
     pub loadavg_start: String,
     pub loadavg_end: String,
+    /// Topics and partitions on the broker before the run created its own (absent when the
+    /// broker did not answer, and in reports of older versions of the tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_topics: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_partitions: Option<usize>,
 }
 
 impl Host {
@@ -325,6 +331,9 @@ impl Report {
             "host        {} cpus, load average {} at start, {} at end",
             self.host.cpus, self.host.loadavg_start, self.host.loadavg_end
         );
+        if let (Some(t), Some(p)) = (self.host.broker_topics, self.host.broker_partitions) {
+            let _ = writeln!(o, "broker      {t} topics, {p} partitions before the run");
+        }
         if let Some(s) = &self.hookline_stop {
             let _ = writeln!(o, "hookline    {s}");
         }

@@ -167,6 +167,18 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
     }
     let plan = Arc::new(plan);
 
+    // What the broker already holds: topics left by other runs or by tests make it slower.
+    let footprint = broker_footprint(&args.brokers).await;
+    if let Some((topics, partitions)) = footprint
+        && partitions > LEFTOVER_PARTITIONS
+    {
+        eprintln!(
+            "loadtest: warning: the broker holds {topics} topics with {partitions} partitions before this run; \
+             the topics and keyspaces that tests and killed runs leave behind slow the stack down \
+             (`dev/stack down --wipe` starts afresh)"
+        );
+    }
+
     // Hookline: started by us with a fresh prefix, or already running.
     let token = uuid::Uuid::new_v4().simple().to_string();
     let (mut child, api_url, token, prefix) = match &args.api {
@@ -469,7 +481,24 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             loadavg_start,
             loadavg_end: Host::loadavg(),
+            broker_topics: footprint.map(|f| f.0),
+            broker_partitions: footprint.map(|f| f.1),
         },
         verdict: Verdict { ok: problems.is_empty(), problems },
     })
+}
+
+/// Above this many partitions before a run, the tool warns: a fresh stack holds 2 and each
+/// Hookline installation adds 121; a stack measured ~8x slower at the p99 held
+/// ~1,190 (with the keyspaces of the same tests).
+const LEFTOVER_PARTITIONS: usize = 500;
+
+/// (topics, partitions) on the broker, or `None` when it does not answer within 10 s.
+async fn broker_footprint(brokers: &str) -> Option<(usize, usize)> {
+    let mut config = hookline_config::Config::defaults().ok()?;
+    config.kafka.brokers = brokers.to_string();
+    tokio::task::spawn_blocking(move || hookline_kafka::admin::footprint(&config.kafka, Duration::from_secs(10)))
+        .await
+        .ok()?
+        .ok()
 }

@@ -131,6 +131,12 @@ pub fn ping(kafka: &KafkaOptions, timeout: Duration) -> Result<usize, KafkaError
     Ok(metadata(kafka, None, timeout)?.brokers().len())
 }
 
+/// How many topics and partitions the cluster holds (internal topics included).
+pub fn footprint(kafka: &KafkaOptions, timeout: Duration) -> Result<(usize, usize), KafkaError> {
+    let md = metadata(kafka, None, timeout)?;
+    Ok((md.topics().len(), md.topics().iter().map(|t| t.partitions().len()).sum()))
+}
+
 /// Partition count of `topic`, or `None` when it does not exist.
 pub fn partition_count(kafka: &KafkaOptions, topic: &str, timeout: Duration) -> Result<Option<usize>, KafkaError> {
     let md = metadata(kafka, Some(topic), timeout)?;
