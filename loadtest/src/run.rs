@@ -254,10 +254,9 @@ async fn run_one(args: &RunArgs, s: &Scenario) -> anyhow::Result<Report> {
             let Some(p) = &prefix else {
                 bail!("--path kafka with --api needs --prefix (the running hookline's topic prefix)")
             };
-            let mut config = hookline_config::Config::defaults()?;
-            config.kafka.brokers = args.brokers.clone();
-            config.kafka.topic_prefix = p.clone();
-            let producer = hookline_kafka::producer::EventProducer::new(&config.kafka, "hookline-loadtest")?;
+            let mut kafka = kafka_options(&args.brokers)?;
+            kafka.topic_prefix = p.clone();
+            let producer = hookline_kafka::producer::EventProducer::new(&kafka, "hookline-loadtest")?;
             Target::Kafka { producer, topic: format!("{p}triggers"), codec: Arc::new(hookline_schemas::Codec::new()?) }
         }
         _ => Target::Http(Box::new(api.clone())),
@@ -495,10 +494,16 @@ const LEFTOVER_PARTITIONS: usize = 500;
 
 /// (topics, partitions) on the broker, or `None` when it does not answer within 10 s.
 async fn broker_footprint(brokers: &str) -> Option<(usize, usize)> {
-    let mut config = hookline_config::Config::defaults().ok()?;
-    config.kafka.brokers = brokers.to_string();
-    tokio::task::spawn_blocking(move || hookline_kafka::admin::footprint(&config.kafka, Duration::from_secs(10)))
+    let kafka = kafka_options(brokers).ok()?;
+    tokio::task::spawn_blocking(move || hookline_kafka::admin::footprint(&kafka, Duration::from_secs(10)))
         .await
         .ok()?
         .ok()
+}
+
+/// The default Kafka client settings, pointed at `brokers`.
+fn kafka_options(brokers: &str) -> anyhow::Result<hookline_config::KafkaOptions> {
+    let mut kafka = hookline_config::Config::defaults()?.kafka;
+    kafka.brokers = brokers.to_string();
+    Ok(kafka)
 }
